@@ -1,0 +1,736 @@
+/*
+ * config: loads hato.ini (iniparser) through one table per section.
+ *
+ * iniparser gives values but no positions, so the file is also scanned
+ * once for the line of every section and key: errors then say
+ * "file:line: [section] key: reason", and a key given twice is refused
+ * instead of the last one silently winning. Defaults come from the
+ * tables; relays and pace policies start from [limits] and override what
+ * they set. Everything is checked before anything is used: a config that
+ * loads is complete, its route table parsed, its relays resolved, its
+ * secrets files private.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <iniparser.h>
+
+#include "conf/config.h"
+#include "core/daemon.h"
+#include "core/duration.h"
+#include "core/log.h"
+
+enum ktype { K_STR, K_UINT, K_BOOL, K_DURATION, K_SIZE, K_LEVEL, K_FACILITY, K_TLS };
+
+struct conf_key {
+	const char *name;
+	enum ktype type;
+	const char *def;	/* NULL: keep what is there (inherited) */
+	uint64_t min, max;
+	size_t off;
+	const char *help;
+};
+
+#define HC(f) offsetof(struct hato_config, f)
+#define RC(f) offsetof(struct relay_conf, f)
+#define PC(f) offsetof(struct pace_conf, f)
+#define SC(f) offsetof(struct submitter_conf, f)
+#define LIM(base, f) (offsetof(base, lim) + offsetof(struct limits, f))
+#define U32 UINT32_MAX
+#define DAY (86400000ULL)
+
+static const struct conf_key hato_keys[] = {
+	{ "node", K_STR, "", 0, 0, HC(node), "name in leases and logs" },
+	{ "user", K_STR, "", 0, 0, HC(user), "user to drop root to" },
+	{ NULL }
+};
+static const struct conf_key log_keys[] = {
+	{ "level", K_LEVEL, "info", 0, 0, HC(log_level), "debug|info|notice|warning|error" },
+	{ "syslog", K_BOOL, "no", 0, 0, HC(log_syslog), "log to syslog" },
+	{ "facility", K_FACILITY, "mail", 0, 0, HC(log_facility), "syslog facility" },
+	{ NULL }
+};
+static const struct conf_key db_keys[] = {
+	{ "socket", K_STR, "/run/mysqld/mysqld.sock", 0, 0, HC(db_socket), "unix socket" },
+	{ "host", K_STR, "", 0, 0, HC(db_host), "TCP host" },
+	{ "port", K_UINT, "3306", 1, 65535, HC(db_port), "TCP port" },
+	{ "user", K_STR, "hato", 0, 0, HC(db_user), "database user" },
+	{ "password_file", K_STR, "", 0, 0, HC(db_password_file), "file holding the password" },
+	{ "database", K_STR, "hato", 0, 0, HC(db_database), "database name" },
+	{ "connect_timeout", K_DURATION, "5s", 100, 300000, HC(db_connect_timeout_ms), "connect timeout" },
+	{ NULL }
+};
+static const struct conf_key intake_keys[] = {
+	{ "lmtp_socket", K_STR, "", 0, 0, HC(lmtp_socket), "LMTP unix socket" },
+	{ "lmtp_listen", K_STR, "127.0.0.1:2424", 0, 0, HC(lmtp_listen), "LMTP host:port" },
+	{ "submit_address", K_STR, "dm@hato.example", 0, 0, HC(submit_address), "submission address" },
+	{ "timezone", K_STR, "Asia/Tokyo", 0, 0, HC(timezone), "zone of Send-At" },
+	{ "max_message_size", K_SIZE, "50M", 1024, 1ULL << 31, HC(max_message_size), "largest submission" },
+	{ "workers", K_UINT, "2", 1, 64, HC(intake_workers), "database threads" },
+	{ NULL }
+};
+static const struct conf_key gateway_keys[] = {
+	{ "hostname", K_STR, "hato.example", 0, 0, HC(hostname), "EHLO name, Message-ID domain" },
+	{ "routes", K_STR, "/etc/hato/carriers.routes", 0, 0, HC(routes_path), "route table" },
+	{ "bounce_domain", K_STR, "hato.example", 0, 0, HC(bounce_domain), "envelope sender domain" },
+	{ "claim_batch", K_UINT, "200", 1, 10000, HC(claim_batch), "deliveries claimed at once" },
+	{ "lease", K_DURATION, "5m", 1000, DAY, HC(lease_ms), "lease length" },
+	{ "poll_interval", K_DURATION, "1s", 10, 600000, HC(poll_ms), "idle poll" },
+	{ "connect_timeout", K_DURATION, "30s", 10, 600000, HC(connect_timeout_ms), "SMTP connect" },
+	{ "greeting_timeout", K_DURATION, "5m", 10, 3600000, HC(greeting_timeout_ms), "SMTP greeting" },
+	{ "command_timeout", K_DURATION, "5m", 10, 3600000, HC(command_timeout_ms), "SMTP command" },
+	{ "data_timeout", K_DURATION, "10m", 10, 3600000, HC(data_timeout_ms), "SMTP data" },
+	{ NULL }
+};
+static const struct conf_key retry_keys[] = {
+	{ "intervals", K_STR, "1m 5m 15m 30m 1h", 0, 0, HC(retry_intervals_raw), "retry waits" },
+	{ "max_attempts", K_UINT, "30", 1, 1000, HC(max_attempts), "attempts before failing" },
+	{ "max_age", K_DURATION, "3d", 1000, 60 * DAY, HC(max_age_ms), "age before failing" },
+	{ NULL }
+};
+#define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int) \
+	{ "connections", K_UINT, dflt_conn, 1, 1000, LIM(base, connections), "connections at once" }, \
+	{ "per_connection", K_UINT, dflt_per, 1, 100000, LIM(base, per_connection), "messages per connection" }, \
+	{ "messages", K_UINT, dflt_msg, 0, 1000000, LIM(base, messages), "messages per interval" }, \
+	{ "interval", K_DURATION, dflt_int, 0, DAY, LIM(base, interval_ms), "pace interval" }
+
+/* [limits] writes into hato_config.limits through a struct with one field. */
+struct limits_holder { struct limits lim; };
+static const struct conf_key limits_keys[] = {
+	LIMIT_KEYS(struct limits_holder, "4", "100", "0", "0"),
+	{ NULL }
+};
+static const struct conf_key relay_keys[] = {
+	{ "host", K_STR, "", 0, 0, RC(host), "relay host" },
+	{ "port", K_UINT, "25", 1, 65535, RC(port), "relay port" },
+	{ "tls", K_TLS, "none", 0, 0, RC(tls), "none|starttls|smtps" },
+	{ "verify", K_BOOL, "yes", 0, 0, RC(verify), "verify certificates" },
+	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL),
+	{ NULL }
+};
+static const struct conf_key pace_keys[] = {
+	{ "relay", K_STR, "", 0, 0, PC(relay), "send through this relay" },
+	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL),
+	{ NULL }
+};
+static const struct conf_key submitter_keys[] = {
+	{ "address", K_STR, "", 0, 0, SC(address), "From addresses" },
+	{ "token_sha256", K_STR, "", 0, 0, SC(token_hex), "SHA-256 of the token" },
+	{ NULL }
+};
+
+/* Where each section and key stands in the file. */
+struct pos {
+	char *key;		/* "section" or "section:key", lower-cased */
+	unsigned line;
+};
+
+struct loader {
+	const char *path;
+	struct pos *pos;
+	size_t npos;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static void __attribute__((format(printf, 4, 5)))
+fail(struct loader *ld, const char *sec, const char *key, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	unsigned line = 0;
+	char look[300];
+
+	if (ld->failed++)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(look, sizeof(look), key ? "%s:%s" : "%s", sec ? sec : "", key ? key : "");
+	for (size_t i = 0; sec && i < ld->npos; i++)
+		if (strcmp(ld->pos[i].key, look) == 0)
+			line = ld->pos[i].line;
+	if (line && key)
+		snprintf(ld->err, ld->errlen, "%s:%u: [%s] %s: %s", ld->path, line, sec, key, what);
+	else if (line || sec)
+		snprintf(ld->err, ld->errlen, "%s:%u: [%s]: %s", ld->path, line, sec, what);
+	else
+		snprintf(ld->err, ld->errlen, "%s: %s", ld->path, what);
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		fatalx("config: out of memory");
+	return d;
+}
+
+static void
+lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* The position scan: sections and keys with their lines; duplicates fail. */
+static int
+scan_positions(struct loader *ld, FILE *f)
+{
+	char buf[4096], sec[256] = "";
+	unsigned line = 0;
+
+	while (fgets(buf, sizeof(buf), f)) {
+		char *s = trim(buf), *eq, look[600];
+		line++;
+		if (!*s || *s == ';' || *s == '#')
+			continue;
+		if (*s == '[') {
+			char *end = strchr(s, ']');
+			if (!end) {
+				ld->err[0] = '\0';
+				snprintf(ld->err, ld->errlen, "%s:%u: section header without ']'", ld->path, line);
+				return -1;
+			}
+			*end = '\0';
+			snprintf(sec, sizeof(sec), "%s", trim(s + 1));
+			lower(sec);
+			snprintf(look, sizeof(look), "%s", sec);
+		} else if ((eq = strchr(s, '='))) {
+			*eq = '\0';
+			char *k = trim(s);
+			lower(k);
+			snprintf(look, sizeof(look), "%s:%s", sec, k);
+		} else {
+			snprintf(ld->err, ld->errlen, "%s:%u: expected 'key = value' or '[section]'", ld->path, line);
+			return -1;
+		}
+		for (size_t i = 0; i < ld->npos; i++) {
+			if (strcmp(ld->pos[i].key, look) == 0) {
+				snprintf(ld->err, ld->errlen, "%s:%u: %s given twice (first at line %u)",
+				    ld->path, line, look, ld->pos[i].line);
+				return -1;
+			}
+		}
+		struct pos *np = realloc(ld->pos, (ld->npos + 1) * sizeof(*np));
+		if (!np)
+			fatalx("config: out of memory");
+		ld->pos = np;
+		ld->pos[ld->npos].key = xstrdup(look);
+		ld->pos[ld->npos++].line = line;
+	}
+	return 0;
+}
+
+static int
+parse_bool(const char *v, bool *out)
+{
+	static const char *yes[] = { "yes", "true", "on", "1" }, *no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out = true, 0;
+		if (strcasecmp(v, no[i]) == 0)
+			return *out = false, 0;
+	}
+	return -1;
+}
+
+static void
+set_value(struct loader *ld, const char *sec, const struct conf_key *k, const char *v, void *base)
+{
+	char *field = (char *)base + k->off;
+	const char *why = NULL;
+	uint64_t n;
+	int i;
+
+	switch (k->type) {
+	case K_STR:
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return;
+	case K_BOOL:
+		if (parse_bool(v, (bool *)field) < 0)
+			fail(ld, sec, k->name, "'%s' is not yes or no", v);
+		return;
+	case K_LEVEL:
+		if ((i = log_level_parse(v)) < 0)
+			fail(ld, sec, k->name, "'%s' is not a log level (%s)", v, k->help);
+		*(int *)field = i;
+		return;
+	case K_FACILITY:
+		if ((i = log_facility_parse(v)) < 0)
+			fail(ld, sec, k->name, "'%s' is not a syslog facility", v);
+		*(int *)field = i;
+		return;
+	case K_TLS:
+		if (strcasecmp(v, "none") == 0)
+			*(int *)field = TLS_NONE;
+		else if (strcasecmp(v, "starttls") == 0)
+			*(int *)field = TLS_STARTTLS;
+		else if (strcasecmp(v, "smtps") == 0)
+			*(int *)field = TLS_SMTPS;
+		else
+			fail(ld, sec, k->name, "'%s' is not none, starttls or smtps", v);
+		return;
+	case K_UINT:
+	case K_DURATION:
+	case K_SIZE:
+		break;
+	}
+	if (k->type == K_UINT) {
+		char *end;
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end || errno)
+			why = "not a whole number";
+	} else if (k->type == K_DURATION)
+		duration_parse(v, &n, &why);
+	else
+		size_parse(v, &n, &why);
+	if (!why && (n < k->min || n > k->max))
+		why = "out of range";
+	if (why) {
+		fail(ld, sec, k->name, "'%s': %s (%s)", v, why, k->help);
+		return;
+	}
+	if (k->type == K_UINT)
+		*(unsigned *)field = (unsigned)n;
+	else
+		*(uint64_t *)field = n;
+}
+
+/* Apply one section: every key present must be in the table; absent keys
+ * take the table's default unless it is NULL (inherited). */
+static void
+apply_section(struct loader *ld, dictionary *d, const char *sec,
+    const struct conf_key *tab, void *base, bool defaults)
+{
+	int n = d ? iniparser_getsecnkeys(d, sec) : 0;
+	const char **keys = n > 0 ? calloc((size_t)n, sizeof(*keys)) : NULL;
+	size_t seclen = strlen(sec);
+
+	if (n > 0 && iniparser_getseckeys(d, sec, keys)) {
+		for (int i = 0; i < n; i++) {
+			const char *key = keys[i] + seclen + 1;
+			const struct conf_key *k;
+			for (k = tab; k->name; k++)
+				if (strcmp(k->name, key) == 0)
+					break;
+			if (!k->name)
+				fail(ld, sec, key, "unknown key");
+		}
+	}
+	free(keys);
+	for (const struct conf_key *k = tab; k->name; k++) {
+		char full[300];
+		snprintf(full, sizeof(full), "%s:%s", sec, k->name);
+		const char *v = d ? iniparser_getstring(d, full, NULL) : NULL;
+		if (v)
+			set_value(ld, sec, k, v, base);
+		else if (defaults && k->def)
+			set_value(ld, sec, k, k->def, base);
+	}
+}
+
+static void
+free_strings(const struct conf_key *tab, void *base)
+{
+	for (const struct conf_key *k = tab; k->name; k++)
+		if (k->type == K_STR)
+			free(*(char **)((char *)base + k->off));
+}
+
+static bool
+valid_name(const char *s)
+{
+	if (!*s || strlen(s) >= 64)
+		return false;
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+static int
+hex_decode(const char *hex, unsigned char *out, size_t outlen)
+{
+	if (strlen(hex) != outlen * 2)
+		return -1;
+	for (size_t i = 0; i < outlen; i++) {
+		unsigned v;
+		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+static void
+load_relay(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
+{
+	struct relay_conf *r;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai;
+	char port[16];
+	int rc;
+
+	c->relays = realloc(c->relays, (c->nrelays + 1) * sizeof(*c->relays));
+	if (!c->relays)
+		fatalx("config: out of memory");
+	r = &c->relays[c->nrelays++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", sec + strlen("relay "));
+	r->lim = c->limits;
+	apply_section(ld, d, sec, relay_keys, r, true);
+	if (ld->failed)
+		return;
+	if (!*r->host) {
+		fail(ld, sec, NULL, "relay needs a host");
+		return;
+	}
+	/* Resolved once here, at start-up or reload, never on the event loop. */
+	snprintf(port, sizeof(port), "%u", r->port);
+	if ((rc = getaddrinfo(r->host, port, &hints, &ai)) != 0) {
+		fail(ld, sec, "host", "cannot resolve '%s': %s", r->host, gai_strerror(rc));
+		return;
+	}
+	memcpy(&r->addr, ai->ai_addr, ai->ai_addrlen);
+	r->addrlen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+}
+
+static void
+load_pace(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
+{
+	struct pace_conf *p;
+
+	c->paces = realloc(c->paces, (c->npaces + 1) * sizeof(*c->paces));
+	if (!c->paces)
+		fatalx("config: out of memory");
+	p = &c->paces[c->npaces++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", sec + strlen("pace "));
+	p->lim = c->limits;
+	apply_section(ld, d, sec, pace_keys, p, true);
+	if (!ld->failed && p->lim.messages && !p->lim.interval_ms)
+		fail(ld, sec, "interval", "a pace with messages needs an interval");
+}
+
+static void
+load_submitter(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
+{
+	struct submitter_conf *s;
+	char *list, *tok, *save = NULL;
+
+	c->submitters = realloc(c->submitters, (c->nsubmitters + 1) * sizeof(*c->submitters));
+	if (!c->submitters)
+		fatalx("config: out of memory");
+	s = &c->submitters[c->nsubmitters++];
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", sec + strlen("submitter "));
+	apply_section(ld, d, sec, submitter_keys, s, true);
+	if (ld->failed)
+		return;
+	list = xstrdup(s->address);
+	for (tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (!strchr(tok, '@')) {
+			fail(ld, sec, "address", "'%s' is not an address", tok);
+			break;
+		}
+		s->addresses = realloc(s->addresses, (s->naddr + 1) * sizeof(char *));
+		if (!s->addresses)
+			fatalx("config: out of memory");
+		s->addresses[s->naddr] = xstrdup(tok);
+		lower(s->addresses[s->naddr++]);
+	}
+	free(list);
+	if (!ld->failed && s->naddr == 0)
+		fail(ld, sec, "address", "a submitter needs at least one address");
+	if (!ld->failed && *s->token_hex) {
+		if (hex_decode(s->token_hex, s->token_sha256, sizeof(s->token_sha256)) < 0)
+			fail(ld, sec, "token_sha256", "not 64 hexadecimal digits");
+		s->has_token = true;
+	}
+	if (!ld->failed && !s->has_token)
+		fail(ld, sec, "token_sha256", "a submitter needs a token (hatoctl token makes one)");
+}
+
+static void
+load_multi(struct loader *ld, dictionary *d, struct hato_config *c)
+{
+	int n = iniparser_getnsec(d);
+	static const char *fixed[] = { "hato", "log", "db", "intake", "gateway", "retry", "limits" };
+
+	for (int i = 0; i < n && !ld->failed; i++) {
+		const char *sec = iniparser_getsecname(d, i);
+		const char *sp = strchr(sec, ' ');
+		bool known = false;
+
+		for (size_t j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++)
+			known |= strcmp(sec, fixed[j]) == 0;
+		if (known)
+			continue;
+		if (!sp) {
+			fail(ld, sec, NULL, "unknown section");
+			continue;
+		}
+		if (!valid_name(sp + 1)) {
+			fail(ld, sec, NULL, "bad name '%s' (letters, digits, '_' and '-')", sp + 1);
+			continue;
+		}
+		if (strncmp(sec, "relay ", 6) == 0)
+			load_relay(ld, d, sec, c);
+		else if (strncmp(sec, "pace ", 5) == 0)
+			load_pace(ld, d, sec, c);
+		else if (strncmp(sec, "submitter ", 10) == 0)
+			load_submitter(ld, d, sec, c);
+		else
+			fail(ld, sec, NULL, "unknown section");
+	}
+}
+
+static void
+load_retry(struct loader *ld, struct hato_config *c)
+{
+	char *list = xstrdup(c->retry_intervals_raw), *tok, *save = NULL;
+	const char *why;
+	uint64_t ms;
+
+	for (tok = strtok_r(list, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+		if (duration_parse(tok, &ms, &why) < 0 || ms == 0) {
+			fail(ld, "retry", "intervals", "'%s': %s", tok, ms == 0 && !why ? "zero" : why);
+			break;
+		}
+		c->retry_ms = realloc(c->retry_ms, (c->nretry + 1) * sizeof(uint64_t));
+		if (!c->retry_ms)
+			fatalx("config: out of memory");
+		c->retry_ms[c->nretry++] = ms;
+	}
+	free(list);
+	if (!ld->failed && c->nretry == 0)
+		fail(ld, "retry", "intervals", "at least one interval is needed");
+}
+
+/* Every relay and pace a route names must exist. */
+static void
+check_routes(struct loader *ld, struct hato_config *c)
+{
+	char err[512], *path;
+	const char *dir_end = strrchr(ld->path, '/');
+	const struct route *r;
+
+	if (c->routes_path[0] != '/' && dir_end) {
+		if (asprintf(&path, "%.*s/%s", (int)(dir_end - ld->path), ld->path, c->routes_path) < 0)
+			fatalx("config: out of memory");
+		free(c->routes_path);
+		c->routes_path = path;
+	}
+	if (!(c->routes = routes_load(c->routes_path, err, sizeof(err)))) {
+		fail(ld, "gateway", "routes", "%s", err);
+		return;
+	}
+	for (size_t i = 0; (r = routes_at(c->routes, i)); i++) {
+		if (r->kind == ROUTE_RELAY && !config_relay(c, r->name))
+			fail(ld, NULL, NULL, "%s:%zu: relay '%s' is not defined (add [relay %s] to %s)",
+			    r->file, r->line, r->name, r->name, ld->path);
+		if (r->kind == ROUTE_PACE && !config_pace(c, r->name))
+			fail(ld, NULL, NULL, "%s:%zu: pace policy '%s' is not defined (add [pace %s] to %s)",
+			    r->file, r->line, r->name, r->name, ld->path);
+	}
+	for (size_t i = 0; i < c->npaces; i++)
+		if (*c->paces[i].relay && !config_relay(c, c->paces[i].relay)) {
+			char sec[80];
+			snprintf(sec, sizeof(sec), "pace %s", c->paces[i].name);
+			fail(ld, sec, "relay", "relay '%s' is not defined", c->paces[i].relay);
+		}
+}
+
+static char ini_error[512];
+
+static int
+ini_errback(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(ini_error, sizeof(ini_error), fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+int
+config_load(const char *path, struct hato_config **out, char *err, size_t errlen)
+{
+	struct loader ld = { .path = path, .err = err, .errlen = errlen };
+	struct hato_config *c;
+	dictionary *d = NULL;
+	FILE *f;
+
+	*out = NULL;
+	if (!(f = fopen(path, "r"))) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (scan_positions(&ld, f) < 0) {
+		fclose(f);
+		goto fail;
+	}
+	fclose(f);
+	ini_error[0] = '\0';
+	iniparser_set_error_callback(ini_errback);
+	if (!(d = iniparser_load(path))) {
+		snprintf(err, errlen, "%s: %s", path, *ini_error ? trim(ini_error) : "cannot parse");
+		goto fail;
+	}
+	if (!(c = calloc(1, sizeof(*c))))
+		fatalx("config: out of memory");
+	c->path = xstrdup(path);
+	apply_section(&ld, d, "hato", hato_keys, c, true);
+	apply_section(&ld, d, "log", log_keys, c, true);
+	apply_section(&ld, d, "db", db_keys, c, true);
+	apply_section(&ld, d, "intake", intake_keys, c, true);
+	apply_section(&ld, d, "gateway", gateway_keys, c, true);
+	apply_section(&ld, d, "retry", retry_keys, c, true);
+	apply_section(&ld, d, "limits", limits_keys, &c->limits, true);
+	if (!ld.failed)
+		load_retry(&ld, c);
+	if (!ld.failed)
+		load_multi(&ld, d, c);
+	if (!ld.failed)
+		check_routes(&ld, c);
+	if (!ld.failed && *c->db_password_file) {
+		char why[512];
+		if (!(c->db_password = secret_file_read(c->db_password_file, why, sizeof(why))))
+			fail(&ld, "db", "password_file", "%s", why);
+	}
+	if (!ld.failed && !*c->node) {
+		char host[200];
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "hato");
+		host[sizeof(host) - 1] = '\0';
+		free(c->node);
+		if (asprintf(&c->node, "%.40s:%d", host, (int)getpid()) < 0)
+			fatalx("config: out of memory");
+	}
+	iniparser_freedict(d);
+	for (size_t i = 0; i < ld.npos; i++)
+		free(ld.pos[i].key);
+	free(ld.pos);
+	if (ld.failed) {
+		config_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+fail:
+	for (size_t i = 0; i < ld.npos; i++)
+		free(ld.pos[i].key);
+	free(ld.pos);
+	return -1;
+}
+
+void
+config_free(struct hato_config *c)
+{
+	if (!c)
+		return;
+	free_strings(hato_keys, c);
+	free_strings(log_keys, c);
+	free_strings(db_keys, c);
+	free_strings(intake_keys, c);
+	free_strings(gateway_keys, c);
+	free_strings(retry_keys, c);
+	for (size_t i = 0; i < c->nrelays; i++)
+		free_strings(relay_keys, &c->relays[i]);
+	for (size_t i = 0; i < c->npaces; i++)
+		free_strings(pace_keys, &c->paces[i]);
+	for (size_t i = 0; i < c->nsubmitters; i++) {
+		struct submitter_conf *s = &c->submitters[i];
+		free_strings(submitter_keys, s);
+		for (size_t j = 0; j < s->naddr; j++)
+			free(s->addresses[j]);
+		free(s->addresses);
+	}
+	free(c->relays);
+	free(c->paces);
+	free(c->submitters);
+	free(c->retry_ms);
+	if (c->db_password) {
+		explicit_bzero(c->db_password, strlen(c->db_password));
+		free(c->db_password);
+	}
+	routes_free(c->routes);
+	free(c->path);
+	free(c);
+}
+
+const struct relay_conf *
+config_relay(const struct hato_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nrelays; i++)
+		if (strcmp(c->relays[i].name, name) == 0)
+			return &c->relays[i];
+	return NULL;
+}
+
+const struct pace_conf *
+config_pace(const struct hato_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->npaces; i++)
+		if (strcmp(c->paces[i].name, name) == 0)
+			return &c->paces[i];
+	return NULL;
+}
+
+const struct submitter_conf *
+config_submitter_by_address(const struct hato_config *c, const char *addr)
+{
+	for (size_t i = 0; i < c->nsubmitters; i++)
+		for (size_t j = 0; j < c->submitters[i].naddr; j++)
+			if (strcasecmp(c->submitters[i].addresses[j], addr) == 0)
+				return &c->submitters[i];
+	return NULL;
+}
+
+uint64_t
+config_retry_delay_ms(const struct hato_config *c, unsigned attempts)
+{
+	if (attempts == 0)
+		return 0;
+	if (attempts > c->nretry)
+		return c->retry_ms[c->nretry - 1];
+	return c->retry_ms[attempts - 1];
+}
+
+const char *
+config_default_path(void)
+{
+	const char *p = getenv("HATO_CONFIG");
+
+	return p && *p ? p : "/etc/hato/hato.ini";
+}

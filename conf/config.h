@@ -1,0 +1,111 @@
+#ifndef HATO_CONF_CONFIG_H
+#define HATO_CONF_CONFIG_H
+/*
+ * config: hato.ini loaded into one typed structure. Each section has one
+ * table (key, type, default, bounds, help) that the loader and
+ * --check-config follow; conf/hato.ini documents the same keys. Unknown
+ * sections or keys, bad values, duplicate keys and missing files are
+ * refused with "file:line: [section] key: reason". The route table named by
+ * [gateway] routes is loaded and checked against the relays and pace
+ * policies defined here.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "routes/routes.h"
+
+enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_SMTPS };
+
+struct limits {
+	unsigned connections;		/* at once */
+	unsigned per_connection;	/* messages before QUIT */
+	unsigned messages;		/* pace: per interval; 0 = unpaced */
+	uint64_t interval_ms;
+};
+
+struct relay_conf {
+	char name[64];
+	char *host;
+	unsigned port;
+	int tls;			/* enum tls_mode */
+	bool verify;
+	struct limits lim;
+	struct sockaddr_storage addr;	/* resolved at load */
+	socklen_t addrlen;
+};
+
+struct pace_conf {
+	char name[64];
+	char *relay;			/* send through this relay; "" = MX */
+	struct limits lim;
+};
+
+struct submitter_conf {
+	char name[64];
+	char *address;			/* comma-separated list as written */
+	char **addresses;		/* lower-cased */
+	size_t naddr;
+	char *token_hex;
+	unsigned char token_sha256[32];
+	bool has_token;
+};
+
+struct hato_config {
+	char *path;
+	/* [hato] */
+	char *node, *user;
+	/* [log] */
+	int log_level;
+	bool log_syslog;
+	int log_facility;
+	/* [db] */
+	char *db_socket, *db_host, *db_user, *db_password_file, *db_database;
+	unsigned db_port;
+	uint64_t db_connect_timeout_ms;
+	char *db_password;		/* read from db_password_file */
+	/* [intake] */
+	char *lmtp_socket, *lmtp_listen, *submit_address, *timezone;
+	uint64_t max_message_size;
+	unsigned intake_workers;
+	/* [gateway] */
+	char *hostname, *routes_path, *bounce_domain;
+	unsigned claim_batch;
+	uint64_t lease_ms, poll_ms;
+	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
+	/* [retry] */
+	char *retry_intervals_raw;
+	uint64_t *retry_ms;
+	size_t nretry;
+	unsigned max_attempts;
+	uint64_t max_age_ms;
+	/* [limits]: defaults of every relay and pace */
+	struct limits limits;
+
+	struct relay_conf *relays;
+	size_t nrelays;
+	struct pace_conf *paces;
+	size_t npaces;
+	struct submitter_conf *submitters;
+	size_t nsubmitters;
+
+	struct route_table *routes;
+};
+
+/* Returns 0, or -1 with the first problem in err. */
+int config_load(const char *path, struct hato_config **out, char *err, size_t errlen);
+void config_free(struct hato_config *c);
+
+const struct relay_conf *config_relay(const struct hato_config *c, const char *name);
+const struct pace_conf *config_pace(const struct hato_config *c, const char *name);
+/* The submitter owning this From address (case-insensitive), or NULL. */
+const struct submitter_conf *config_submitter_by_address(const struct hato_config *c, const char *addr);
+
+/* The wait before attempt number `attempts + 1`, after `attempts` failures. */
+uint64_t config_retry_delay_ms(const struct hato_config *c, unsigned attempts);
+
+/* The default config path: $HATO_CONFIG or /etc/hato/hato.ini. */
+const char *config_default_path(void);
+
+#endif

@@ -1,0 +1,51 @@
+#ifndef HATO_GATEWAY_COMPOSE_H
+#define HATO_GATEWAY_COMPOSE_H
+/*
+ * compose: the outgoing message. A DM body is the same for every recipient,
+ * so it is encoded once per job and charset (compose_prepare); each
+ * recipient then gets only its own header block (compose_head). The message
+ * on the wire is head followed by body, CRLF line ends, not dot-stuffed.
+ * Nothing from a submission reaches a header unencoded: no CR or LF of a
+ * submitter's can start a header.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct compose_job {
+	uint64_t job_id;
+	const char *from;	/* From header: "addr" or "Display <addr>", UTF-8 */
+	const char *reply_to;	/* or NULL */
+	const char *subject;	/* UTF-8 */
+	const char *body;	/* UTF-8, LF or CRLF line ends */
+	const char *charset;	/* "utf-8" (base64); others later */
+	const char *domain;	/* right side of Message-IDs */
+};
+
+struct compose_body {
+	char *mime_headers;	/* "MIME-Version: ...\r\nContent-Type: ...\r\nContent-Transfer-Encoding: ...\r\n" */
+	char *subject;		/* encoded and folded Subject value */
+	char *from;		/* encoded From value */
+	char *reply_to;		/* encoded Reply-To value, or NULL */
+	char *domain;
+	uint64_t job_id;
+	char *body;		/* encoded body, CRLF lines, ends with CRLF */
+	size_t body_len;
+};
+
+/* NULL with a reason in err when the job cannot be written. */
+struct compose_body *compose_prepare(const struct compose_job *j, char *err, size_t errlen);
+void compose_body_free(struct compose_body *b);
+
+struct compose_rcpt {
+	const char *to;		/* RFC 5321 form of the recipient (addr_format) */
+	uint64_t delivery_id;
+	const char *extra;	/* more header lines, each ending CRLF, or NULL */
+};
+
+/* The header block for one recipient, ending with the empty line. Returns a
+ * malloc'd string (length in *len). Date from now; Message-ID
+ * <job.delivery.random@domain>. */
+char *compose_head(const struct compose_body *b, const struct compose_rcpt *r, time_t now, size_t *len);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * hato-gateway: wires configuration, logging and the dispatcher, drops
+ * root, and runs the event loop. SIGTERM drains: no new claims, sessions
+ * finish their current message, outcomes are recorded, leases given back.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "conf/config.h"
+#include "core/daemon.h"
+#include "core/log.h"
+#include "gateway/dispatch.h"
+
+struct app {
+	struct event_base *base;
+	struct dispatch *dispatch;
+	int stopping;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: hato-gateway [--config FILE] [--check-config]\n");
+	exit(64);
+}
+
+static void
+on_drained(void *arg)
+{
+	struct app *a = arg;
+
+	event_base_loopexit(a->base, NULL);
+}
+
+static void
+on_stop(void *arg)
+{
+	struct app *a = arg;
+
+	if (a->stopping++) {
+		log_warn("second stop signal: exiting now; leases run out by themselves");
+		event_base_loopbreak(a->base);
+		return;
+	}
+	dispatch_stop(a->dispatch, on_drained, a);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = config_default_path();
+	struct hato_config *cf;
+	struct daemon_signals *sig;
+	struct app a = { 0 };
+	char err[1024];
+	int check = 0, ch;
+
+	while ((ch = getopt_long(argc, argv, "c:Ch", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'C': check = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_init("hato-gateway", false, 0);
+	if (config_load(path, &cf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hato-gateway: %s\n", err);
+		return 78;	/* EX_CONFIG */
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		config_free(cf);
+		return 0;
+	}
+	log_init("hato-gateway", cf->log_syslog, cf->log_facility);
+	log_set_level(cf->log_level);
+	if (!(a.base = event_base_new()))
+		fatalx("cannot create the event loop");
+	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	a.dispatch = dispatch_new(a.base, cf);
+	sig = daemon_signals(a.base, on_stop, NULL, &a);
+	log_info("gateway ready node=%s routes=%s", cf->node, cf->routes_path);
+	dispatch_start(a.dispatch);
+	event_base_dispatch(a.base);
+	dispatch_free(a.dispatch);
+	daemon_signals_free(sig);
+	event_base_free(a.base);
+	config_free(cf);
+	log_info("gateway stopped");
+	return 0;
+}

@@ -1,0 +1,79 @@
+#ifndef HATO_GATEWAY_SMTPC_H
+#define HATO_GATEWAY_SMTPC_H
+/*
+ * smtpc: one SMTP client session to one server, sending messages one
+ * transaction at a time over one connection (EHLO with HELO fallback,
+ * PIPELINING of MAIL/RCPT/DATA when offered, RSET after a refused
+ * transaction, QUIT at the end, RFC 5321 timeouts per stage).
+ *
+ * The owner (a destination queue) opens a session, is told when it is ready
+ * for a message, hands it one with smtpc_send, hears the outcome through
+ * done(), and either sends another or quits. Every failure is reported as a
+ * reply with the stage it came at; code 0 means no reply at all (connection
+ * refused or lost, timeout, TLS failure), with the reason in text.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <event2/event.h>
+
+enum smtpc_stage {
+	SMTPC_CONNECT = 0, SMTPC_GREETING, SMTPC_EHLO, SMTPC_TLS, SMTPC_AUTH,
+	SMTPC_MAIL, SMTPC_RCPT, SMTPC_DATA, SMTPC_DOT, SMTPC_QUIT,
+};
+const char *smtpc_stage_name(enum smtpc_stage s);	/* "connect", "rcpt", ... */
+
+struct smtpc_reply {
+	int code;		/* 0 when the server said nothing */
+	char status[16];	/* enhanced status code "5.1.1", or "" */
+	char text[512];		/* reply text without codes, lines joined by " " */
+	enum smtpc_stage stage;
+};
+
+struct smtpc_conf {
+	const struct sockaddr *addr;	/* where to connect */
+	socklen_t addrlen;
+	const char *host;	/* server name: for logs (and for TLS later) */
+	const char *helo;	/* our name in EHLO/HELO */
+	/* Timeouts in milliseconds; 0 means the RFC 5321 §4.5.3.2 value. */
+	unsigned connect_ms, greeting_ms, command_ms, data_init_ms, data_block_ms, data_term_ms;
+};
+
+struct smtpc_msg {
+	const char *mail_from;	/* envelope sender, RFC 5321 form without <> ("" for null) */
+	const char *rcpt;	/* recipient, RFC 5321 form without <> */
+	const char *head;	/* message = head then body, CRLF lines, not dot-stuffed */
+	size_t head_len;
+	const char *body;
+	size_t body_len;
+	void *arg;		/* the owner's */
+};
+
+struct smtpc;
+
+struct smtpc_cbs {
+	/* Connected and idle: call smtpc_send or smtpc_quit (now or later). */
+	void (*ready)(struct smtpc *s, void *arg);
+	/* The outcome of the message handed over: 2xx at DOT means accepted. */
+	void (*done)(struct smtpc *s, const struct smtpc_msg *m, const struct smtpc_reply *r, void *arg);
+	/* The session is over (after QUIT, or on failure with why != NULL).
+	 * Nothing is called after this; the session is freed on return. */
+	void (*closed)(struct smtpc *s, const struct smtpc_reply *why, void *arg);
+};
+
+/* Starts connecting; returns NULL only when no socket could be made. */
+struct smtpc *smtpc_open(struct event_base *base, const struct smtpc_conf *c, const struct smtpc_cbs *cbs, void *arg);
+
+/* Only when ready. m and the memory it points to must live until done(). */
+int smtpc_send(struct smtpc *s, const struct smtpc_msg *m);
+
+/* QUIT politely and close; closed(NULL) follows. */
+void smtpc_quit(struct smtpc *s);
+
+/* Drop the connection now; no callback follows. */
+void smtpc_abort(struct smtpc *s);
+
+/* Capabilities seen in the EHLO reply (valid once ready). */
+bool smtpc_has_pipelining(const struct smtpc *s);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * intake: the submission pipeline behind the LMTP server.
+ *
+ * Each transaction is parsed and stored on one of the worker threads (each
+ * with its own database connection), so a large list or a slow database
+ * never stalls other LMTP sessions. Replies:
+ *   250 2.0.0  job committed (and only then);
+ *   250 2.0.0  from an unknown sender: nothing is created and nothing is
+ *              sent back (no backscatter); a log line says so. A refusal
+ *              would make the MTA bounce to a possibly forged sender.
+ *   451 4.3.0  the job store is unavailable: the MTA keeps the mail;
+ *   550 5.7.8  a known submitter whose token is wrong or missing;
+ *   550 5.6.0  the submission cannot be read (the reason is given);
+ *   552 5.3.4  too big (from the LMTP layer).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "conf/config.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "intake/intake.h"
+#include "intake/lmtp.h"
+#include "intake/submission.h"
+#include "mail/mime.h"
+#include "sql/store.h"
+
+#define MAX_WORKERS 64
+
+struct intake {
+	struct event_base *base;
+	const struct hato_config *cf;
+	struct lmtp_server *lmtp;
+	struct worker *workers[MAX_WORKERS];
+	unsigned nworkers, next;
+	void (*on_idle)(void *);
+	void *idle_arg;
+	char rcpt_refusal[400];
+};
+
+struct intake_task {
+	struct intake *in;
+	struct lmtp_session *sess;
+	struct lmtp_txn *txn;
+	char reply[512];
+};
+
+static void *
+worker_init(void *arg)
+{
+	return store_new(arg);
+}
+
+static void
+worker_fini(void *ctx)
+{
+	store_free(ctx);
+}
+
+static bool
+token_ok(const struct submitter_conf *sub, const char *token)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+
+	if (!token || !sub->has_token)
+		return false;
+	if (!EVP_Digest(token, strlen(token), md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		return false;
+	return CRYPTO_memcmp(md, sub->token_sha256, 32) == 0;
+}
+
+int
+intake_parse_send_at(const char *s, double *when, const char **why)
+{
+	struct tm tm = { 0 };
+	int n = 0, sec = 0, oh = 0, om = 0;
+	char sep, sign = 0;
+	time_t t;
+
+	if (sscanf(s, "%4d-%2d-%2d%c%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &sep, &tm.tm_hour, &tm.tm_min, &n) != 6 || (sep != ' ' && sep != 'T')) {
+		*why = "Send-At: expected YYYY-MM-DD HH:MM";
+		return -1;
+	}
+	s += n;
+	if (*s == ':' && sscanf(s, ":%2d%n", &sec, &n) == 1)
+		s += n;
+	while (*s == ' ')
+		s++;
+	if (*s == 'Z' || *s == 'z')
+		sign = 'Z', s++;
+	else if ((*s == '+' || *s == '-') && sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) == 2)
+		sign = *s, s += 1 + n;
+	while (*s == ' ')
+		s++;
+	if (*s || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || sec > 60 || oh > 23 || om > 59) {
+		*why = "Send-At: not a valid date and time";
+		return -1;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	tm.tm_sec = sec;
+	if (sign) {
+		long off = sign == 'Z' ? 0 : (long)(oh * 3600 + om * 60) * (sign == '+' ? 1 : -1);
+		t = timegm(&tm) - off;
+	} else {
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+	}
+	*when = (double)t;
+	return 0;
+}
+
+/* Build the recipient rows of the accepted addresses. */
+static struct store_rcpt_new *
+accepted_rows(const struct submission *sub, char **bufs, size_t *n)
+{
+	struct store_rcpt_new *rows = calloc(sub->naccepted ? sub->naccepted : 1, sizeof(*rows));
+	char *buf = malloc((sub->naccepted ? sub->naccepted : 1) * (ADDR_MAX + 1));
+
+	if (!rows || !buf)
+		fatalx("intake: out of memory");
+	*n = 0;
+	for (size_t i = 0; i < sub->nrcpt; i++) {
+		const struct sub_rcpt *r = &sub->rcpts[i];
+		if (r->verdict != RCPT_ACCEPTED)
+			continue;
+		char *a = buf + *n * (ADDR_MAX + 1);
+		addr_canonical(&r->addr, a, ADDR_MAX + 1);
+		rows[*n].address = a;
+		rows[*n].domain = r->addr.domain;
+		(*n)++;
+	}
+	*bufs = buf;
+	return rows;
+}
+
+static void
+store_submission(struct store *st, const struct submitter_conf *who, const char *env_from,
+    const struct mime_msg *m, const struct submission *sub, char *reply, size_t replylen)
+{
+	struct store_job_new j = {
+		.submitter = who->name, .env_from = env_from, .from_addr = m->from,
+		.subject = sub->subject ? sub->subject : "", .body = sub->body,
+		.source_msgid = m->message_id, .dry_run = sub->dry_run,
+	};
+	const char *why;
+	struct store_rcpt_new *rows;
+	char *bufs;
+	size_t n;
+	uint64_t job_id;
+	int rc;
+
+	if (sub->send_at && intake_parse_send_at(sub->send_at, &j.send_at, &why) < 0) {
+		snprintf(reply, replylen, "550 5.6.0 %s", why);
+		return;
+	}
+	rows = accepted_rows(sub, &bufs, &n);
+	rc = store_job_create(st, &j, rows, n, &job_id);
+	free(rows);
+	free(bufs);
+	if (rc != STORE_OK) {
+		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
+		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
+		return;
+	}
+	log_info("intake job=%llu submitter=%s recipients=%zu rejected=%zu status=queued",
+	    (unsigned long long)job_id, who->name, n, sub->nrcpt - n);
+	snprintf(reply, replylen, "250 2.0.0 job %llu queued: %zu recipients accepted, %zu rejected",
+	    (unsigned long long)job_id, n, sub->nrcpt - n);
+}
+
+void
+intake_process(struct store *st, const struct hato_config *cf, const char *env_from,
+    const char *data, size_t len, char *reply, size_t replylen)
+{
+	struct mime_msg m;
+	struct submission sub;
+	const struct submitter_conf *who;
+	char err[400], q[400];
+
+	memset(&sub, 0, sizeof(sub));
+	if (mime_parse(data, len, &m, err, sizeof(err)) < 0) {
+		snprintf(reply, replylen, "550 5.6.0 cannot read the mail: %s", err);
+		return;
+	}
+	if (!m.from || !(who = config_submitter_by_address(cf, m.from))) {
+		log_notice("intake status=discarded reason=\"unknown sender\" from=%s env_from=%s",
+		    log_quote(q, sizeof(q), m.from ? m.from : ""), env_from);
+		snprintf(reply, replylen, "250 2.0.0 message discarded");
+		mime_msg_free(&m);
+		return;
+	}
+	if (submission_parse(&m, &sub, err, sizeof(err)) < 0) {
+		log_info("intake submitter=%s status=refused reason=%s", who->name, log_quote(q, sizeof(q), err));
+		snprintf(reply, replylen, "550 5.6.0 %s", err);
+	} else if (!token_ok(who, sub.token)) {
+		log_notice("intake submitter=%s status=refused reason=\"bad token\"", who->name);
+		snprintf(reply, replylen, "550 5.7.8 authentication failed: wrong or missing Token");
+	} else if (sub.naccepted == 0) {
+		snprintf(reply, replylen, "550 5.1.3 no valid recipient among %zu given", sub.nrcpt);
+	} else
+		store_submission(st, who, env_from, &m, &sub, reply, replylen);
+	submission_free(&sub);
+	mime_msg_free(&m);
+}
+
+static void
+task_run(void *ctx, void *arg)
+{
+	struct intake_task *t = arg;
+
+	intake_process(ctx, t->in->cf, t->txn->mail_from, t->txn->data, t->txn->len,
+	    t->reply, sizeof(t->reply));
+}
+
+static void
+task_done(void *arg)
+{
+	struct intake_task *t = arg;
+	struct intake *in = t->in;
+	const char **replies = calloc(t->txn->nrcpt, sizeof(char *));
+
+	if (!replies)
+		fatalx("intake: out of memory");
+	/* Every recipient is the submit address: one job, the same answer. */
+	for (size_t i = 0; i < t->txn->nrcpt; i++)
+		replies[i] = t->reply;
+	lmtp_txn_reply(t->sess, t->txn, replies);
+	free(replies);
+	free(t);
+	if (in->on_idle && lmtp_server_busy(in->lmtp) == 0)
+		in->on_idle(in->idle_arg);
+}
+
+static void
+on_message(struct lmtp_session *sess, struct lmtp_txn *txn, void *arg)
+{
+	struct intake *in = arg;
+	struct intake_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		fatalx("intake: out of memory");
+	t->in = in;
+	t->sess = sess;
+	t->txn = txn;
+	worker_submit(in->workers[in->next++ % in->nworkers], task_run, task_done, t);
+}
+
+static const char *
+on_rcpt(const char *rcpt, void *arg)
+{
+	struct intake *in = arg;
+
+	if (strcasecmp(rcpt, in->cf->submit_address) == 0)
+		return NULL;
+	snprintf(in->rcpt_refusal, sizeof(in->rcpt_refusal),
+	    "550 5.1.1 <%.200s>: no such address here", rcpt);
+	return in->rcpt_refusal;
+}
+
+struct intake *
+intake_new(struct event_base *base, const struct hato_config *cf)
+{
+	struct intake *in = calloc(1, sizeof(*in));
+	struct lmtp_cbs cbs = { .rcpt = on_rcpt, .message = on_message };
+
+	if (!in)
+		fatalx("intake: out of memory");
+	in->base = base;
+	in->cf = cf;
+	in->nworkers = cf->intake_workers < MAX_WORKERS ? cf->intake_workers : MAX_WORKERS;
+	for (unsigned i = 0; i < in->nworkers; i++)
+		in->workers[i] = worker_create(base, "intake-db", worker_init, worker_fini, (void *)cf);
+	in->lmtp = lmtp_server_new(base, cf->hostname, cf->max_message_size, &cbs, in);
+	return in;
+}
+
+int
+intake_listen(struct intake *in, char *err, size_t errlen)
+{
+	if (*in->cf->lmtp_listen && lmtp_listen_tcp(in->lmtp, in->cf->lmtp_listen, err, errlen) < 0)
+		return -1;
+	if (*in->cf->lmtp_socket && lmtp_listen_unix(in->lmtp, in->cf->lmtp_socket, err, errlen) < 0)
+		return -1;
+	if (!*in->cf->lmtp_listen && !*in->cf->lmtp_socket) {
+		snprintf(err, errlen, "[intake] has neither lmtp_listen nor lmtp_socket");
+		return -1;
+	}
+	return 0;
+}
+
+void
+intake_stop(struct intake *in, void (*on_idle)(void *), void *arg)
+{
+	lmtp_server_close_listeners(in->lmtp);
+	in->on_idle = on_idle;
+	in->idle_arg = arg;
+	if (lmtp_server_busy(in->lmtp) == 0)
+		on_idle(arg);
+}
+
+void
+intake_free(struct intake *in)
+{
+	if (!in)
+		return;
+	for (unsigned i = 0; i < in->nworkers; i++)
+		worker_free(in->workers[i]);
+	lmtp_server_free(in->lmtp);
+	free(in);
+}

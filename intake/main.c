@@ -1,0 +1,111 @@
+/*
+ * hato-intake: wires configuration, logging, the LMTP listeners and the
+ * intake pipeline, drops root, and runs the event loop. SIGTERM stops
+ * accepting and exits once every transaction in the works is answered.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "conf/config.h"
+#include "core/daemon.h"
+#include "core/log.h"
+#include "intake/intake.h"
+#include "mail/mime.h"
+
+struct app {
+	struct event_base *base;
+	struct intake *intake;
+	int stopping;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: hato-intake [--config FILE] [--check-config]\n");
+	exit(64);
+}
+
+static void
+on_idle(void *arg)
+{
+	struct app *a = arg;
+
+	event_base_loopexit(a->base, NULL);
+}
+
+static void
+on_stop(void *arg)
+{
+	struct app *a = arg;
+
+	if (a->stopping++)
+		return;
+	log_info("intake stopping: finishing transactions in the works");
+	intake_stop(a->intake, on_idle, a);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = config_default_path();
+	struct hato_config *cf;
+	struct daemon_signals *sig;
+	struct app a = { 0 };
+	char err[1024];
+	int check = 0, ch;
+
+	while ((ch = getopt_long(argc, argv, "c:Ch", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'C': check = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_init("hato-intake", false, 0);
+	if (config_load(path, &cf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hato-intake: %s\n", err);
+		return 78;	/* EX_CONFIG */
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		config_free(cf);
+		return 0;
+	}
+	log_init("hato-intake", cf->log_syslog, cf->log_facility);
+	log_set_level(cf->log_level);
+	/* Send-At values without an offset are in this zone. */
+	setenv("TZ", cf->timezone, 1);
+	tzset();
+	mime_init();
+	if (!(a.base = event_base_new()))
+		fatalx("cannot create the event loop");
+	a.intake = intake_new(a.base, cf);
+	if (intake_listen(a.intake, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	sig = daemon_signals(a.base, on_stop, NULL, &a);
+	log_info("intake ready lmtp_listen=%s lmtp_socket=%s submit_address=%s",
+	    *cf->lmtp_listen ? cf->lmtp_listen : "-", *cf->lmtp_socket ? cf->lmtp_socket : "-",
+	    cf->submit_address);
+	event_base_dispatch(a.base);
+	intake_free(a.intake);
+	daemon_signals_free(sig);
+	event_base_free(a.base);
+	config_free(cf);
+	log_info("intake stopped");
+	return 0;
+}

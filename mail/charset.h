@@ -1,0 +1,26 @@
+#ifndef HATO_MAIL_CHARSET_H
+#define HATO_MAIL_CHARSET_H
+/*
+ * charset: conversions between the charsets Japanese mail uses and UTF-8.
+ * Shift_JIS is read as CP932 (what Windows and the handsets really write).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+bool utf8_valid(const char *s, size_t len);
+
+/* Convert len bytes in charset to UTF-8. Returns a malloc'd NUL-terminated
+ * string (length in *outlen when not NULL), or NULL when the charset is
+ * unknown or the input is not valid in it. */
+char *charset_to_utf8(const char *charset, const char *in, size_t len, size_t *outlen);
+
+/* For files without a declared charset (CSV lists): a UTF-8 BOM is dropped;
+ * valid UTF-8 is kept; ISO-2022-JP escapes mean ISO-2022-JP; anything else
+ * is read as CP932. NULL when nothing fits. */
+char *charset_guess_to_utf8(const char *in, size_t len, size_t *outlen);
+
+/* Convert UTF-8 to charset. Returns NULL (and sets *bad to the byte offset
+ * of the first character that cannot be written) when the text does not fit. */
+char *charset_from_utf8(const char *charset, const char *in, size_t len, size_t *outlen, size_t *bad);
+
+#endif

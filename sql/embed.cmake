@@ -1,0 +1,17 @@
+# Writes OUT: a C array of {version, name, sql} from the files in FILES,
+# each named NNN_name.sql.
+set(body "#include \"sql/migrations.h\"\n\nconst struct migration migrations[] = {\n")
+set(count 0)
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" ver ${name})
+  math(EXPR ver "${ver}")
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
+  string(APPEND body "  { ${ver}, \"${name}\",\n\"${sql}\" },\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst int migrations_count = ${count};\n")
+file(WRITE ${OUT} "${body}")

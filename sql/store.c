@@ -1,0 +1,916 @@
+/*
+ * store: MariaDB Connector/C behind a small API (see store.h).
+ *
+ * Statements are prepared once per connection and cached by the address of
+ * their SQL text (every statement is a constant string here: no SQL is
+ * ever built from data). Errors are sorted into "try again" (the server is
+ * away, the connection dropped, deadlock 1213, lock wait 1205: what a
+ * restart or a Galera failover looks like) and the rest. After a
+ * connection error the connection is closed and the next call opens a new
+ * one; an open transaction is rolled back first so nothing half-done is
+ * ever committed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mysql.h>
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "conf/config.h"
+#include "core/log.h"
+#include "sql/migrations.h"
+#include "sql/store.h"
+
+#define STMT_CACHE 32
+#define MAXP 1100		/* parameters of the largest statement */
+#define INSERT_CHUNK 256	/* delivery rows per multi-row INSERT */
+#define CLAIM_CHUNK 100		/* ids per lease UPDATE */
+
+struct store {
+	const struct hato_config *cf;
+	MYSQL *my;
+	struct {
+		const char *sql;
+		MYSQL_STMT *st;
+	} cache[STMT_CACHE];
+	char err[512];
+};
+
+struct binds {
+	MYSQL_BIND b[MAXP];
+	unsigned long len[MAXP];
+	my_bool null[MAXP];
+	unsigned n;
+};
+
+static void
+bind_u64(struct binds *p, const uint64_t *v)
+{
+	MYSQL_BIND *b = &p->b[p->n++];
+
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_LONGLONG;
+	b->buffer = (void *)v;
+	b->is_unsigned = 1;
+	b->is_null = &p->null[p->n - 1];
+	p->null[p->n - 1] = 0;
+}
+
+static void
+bind_int(struct binds *p, const int *v)
+{
+	MYSQL_BIND *b = &p->b[p->n++];
+
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_LONG;
+	b->buffer = (void *)v;
+	b->is_null = &p->null[p->n - 1];
+	p->null[p->n - 1] = 0;
+}
+
+static void
+bind_dbl(struct binds *p, const double *v)
+{
+	MYSQL_BIND *b = &p->b[p->n++];
+
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_DOUBLE;
+	b->buffer = (void *)v;
+	b->is_null = &p->null[p->n - 1];
+	p->null[p->n - 1] = 0;
+}
+
+/* An input string; NULL binds SQL NULL. */
+static void
+bind_str(struct binds *p, const char *s)
+{
+	unsigned i = p->n++;
+	MYSQL_BIND *b = &p->b[i];
+
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_STRING;
+	b->buffer = (void *)(s ? s : "");
+	p->len[i] = s ? strlen(s) : 0;
+	b->buffer_length = p->len[i];
+	b->length = &p->len[i];
+	p->null[i] = s == NULL;
+	b->is_null = &p->null[i];
+}
+
+/* An output string buffer, NUL-terminated after the fetch (see fetch()). */
+static void
+bind_out(struct binds *p, char *buf, size_t size)
+{
+	unsigned i = p->n++;
+	MYSQL_BIND *b = &p->b[i];
+
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_STRING;
+	b->buffer = buf;
+	b->buffer_length = size - 1;
+	b->length = &p->len[i];
+	b->is_null = &p->null[i];
+	buf[0] = '\0';
+}
+
+const char *
+store_error(const struct store *s)
+{
+	return s->err;
+}
+
+static void
+cache_clear(struct store *s)
+{
+	for (int i = 0; i < STMT_CACHE; i++) {
+		if (s->cache[i].st)
+			mysql_stmt_close(s->cache[i].st);
+		s->cache[i].st = NULL;
+		s->cache[i].sql = NULL;
+	}
+}
+
+static void
+disconnect(struct store *s)
+{
+	cache_clear(s);
+	if (s->my)
+		mysql_close(s->my);
+	s->my = NULL;
+}
+
+static bool
+is_transient(unsigned e)
+{
+	switch (e) {
+	case CR_SERVER_GONE_ERROR: case CR_SERVER_LOST: case CR_CONNECTION_ERROR:
+	case CR_CONN_HOST_ERROR: case CR_SERVER_LOST_EXTENDED: case CR_COMMANDS_OUT_OF_SYNC:
+	case ER_LOCK_DEADLOCK: case ER_LOCK_WAIT_TIMEOUT: case ER_CONNECTION_KILLED:
+	case ER_SERVER_SHUTDOWN: case ER_QUERY_INTERRUPTED: case 4031: /* idle client disconnected */
+	case 1047: /* WSREP has not yet prepared node for application use */
+		return true;
+	}
+	return false;
+}
+
+static bool
+is_connection_error(unsigned e)
+{
+	return e >= 2000 && e < 3000 ? true : e == ER_CONNECTION_KILLED || e == ER_SERVER_SHUTDOWN || e == 4031;
+}
+
+/* Record an error; returns STORE_RETRY or STORE_ERROR. */
+static int
+failed(struct store *s, unsigned e, const char *msg, const char *what)
+{
+	snprintf(s->err, sizeof(s->err), "%s: %s (%u)", what, msg, e);
+	if (is_connection_error(e))
+		disconnect(s);
+	return is_transient(e) || is_connection_error(e) ? STORE_RETRY : STORE_ERROR;
+}
+
+static int
+my_failed(struct store *s, const char *what)
+{
+	return failed(s, mysql_errno(s->my), mysql_error(s->my), what);
+}
+
+static int
+st_failed(struct store *s, MYSQL_STMT *st, const char *what)
+{
+	unsigned e = mysql_stmt_errno(st);
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), "%s", mysql_stmt_error(st));
+	return failed(s, e, msg, what);
+}
+
+struct store *
+store_new(const struct hato_config *cf)
+{
+	struct store *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		fatalx("store: out of memory");
+	s->cf = cf;
+	return s;
+}
+
+void
+store_free(struct store *s)
+{
+	if (!s)
+		return;
+	disconnect(s);
+	free(s);
+}
+
+static int
+connect_db(struct store *s, const char *db)
+{
+	const struct hato_config *cf = s->cf;
+	unsigned timeout = (unsigned)((cf->db_connect_timeout_ms + 999) / 1000);
+	unsigned rw_timeout = 60;
+	const char *host = *cf->db_host ? cf->db_host : "localhost";
+
+	if (s->my)
+		return STORE_OK;
+	if (!(s->my = mysql_init(NULL)))
+		fatalx("store: out of memory");
+	mysql_options(s->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	mysql_options(s->my, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
+	mysql_options(s->my, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
+	mysql_options(s->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	mysql_options(s->my, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
+	if (!mysql_real_connect(s->my, host, cf->db_user, cf->db_password, db,
+	    *cf->db_host ? cf->db_port : 0, *cf->db_host ? NULL : cf->db_socket, 0)) {
+		unsigned e = mysql_errno(s->my);
+		char msg[400];
+		snprintf(msg, sizeof(msg), "%s", mysql_error(s->my));
+		mysql_close(s->my);
+		s->my = NULL;
+		snprintf(s->err, sizeof(s->err), "connect: %s (%u)", msg, e);
+		/* Refused credentials or a missing database are not transient,
+		 * but a daemon still waits for an operator to fix them. */
+		return e >= 2000 && e < 3000 ? STORE_RETRY : STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+int
+store_connect(struct store *s)
+{
+	return connect_db(s, s->cf->db_database);
+}
+
+static MYSQL_STMT *
+prepare(struct store *s, const char *sql, int *rc)
+{
+	int free_slot = -1;
+	MYSQL_STMT *st;
+
+	if ((*rc = store_connect(s)) != STORE_OK)
+		return NULL;
+	for (int i = 0; i < STMT_CACHE; i++) {
+		if (s->cache[i].sql == sql)
+			return s->cache[i].st;
+		if (!s->cache[i].sql && free_slot < 0)
+			free_slot = i;
+	}
+	if (!(st = mysql_stmt_init(s->my)))
+		fatalx("store: out of memory");
+	if (mysql_stmt_prepare(st, sql, strlen(sql))) {
+		*rc = st_failed(s, st, "prepare");
+		mysql_stmt_close(st);
+		return NULL;
+	}
+	if (free_slot >= 0) {
+		s->cache[free_slot].sql = sql;
+		s->cache[free_slot].st = st;
+	} else
+		fatalx("store: statement cache full");
+	return st;
+}
+
+/* Prepare (cached), bind and execute. */
+static MYSQL_STMT *
+run(struct store *s, const char *sql, struct binds *p, int *rc, const char *what)
+{
+	MYSQL_STMT *st = prepare(s, sql, rc);
+
+	if (!st)
+		return NULL;
+	if ((p && mysql_stmt_bind_param(st, p->b)) || mysql_stmt_execute(st)) {
+		*rc = st_failed(s, st, what);
+		return NULL;
+	}
+	*rc = STORE_OK;
+	return st;
+}
+
+/* Bind results and fetch one row: 1 row, 0 none, <0 error. NULL strings
+ * come back empty. */
+static int
+fetch(struct store *s, MYSQL_STMT *st, struct binds *r, const char *what)
+{
+	int f;
+
+	if (mysql_stmt_bind_result(st, r->b))
+		return st_failed(s, st, what);
+	f = mysql_stmt_fetch(st);
+	if (f == MYSQL_NO_DATA)
+		return 0;
+	if (f == 1)
+		return st_failed(s, st, what);
+	for (unsigned i = 0; i < r->n; i++) {
+		if (r->b[i].buffer_type != MYSQL_TYPE_STRING)
+			continue;
+		unsigned long l = r->null[i] ? 0 : r->len[i];
+		if (l > r->b[i].buffer_length)
+			l = r->b[i].buffer_length;	/* truncated */
+		((char *)r->b[i].buffer)[l] = '\0';
+	}
+	return 1;
+}
+
+static int
+tx_begin(struct store *s)
+{
+	int rc;
+
+	if ((rc = store_connect(s)) != STORE_OK)
+		return rc;
+	if (mysql_real_query(s->my, "START TRANSACTION", 17))
+		return my_failed(s, "begin");
+	return STORE_OK;
+}
+
+static int
+tx_commit(struct store *s)
+{
+	if (mysql_commit(s->my))
+		return my_failed(s, "commit");
+	return STORE_OK;
+}
+
+static int
+tx_abort(struct store *s, int rc)
+{
+	if (s->my && mysql_rollback(s->my))
+		disconnect(s);
+	return rc;
+}
+
+/* ---- schema ---- */
+
+static const char SQL_VERSION_TABLE[] =
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL,"
+    " applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB";
+static const char SQL_VERSION_GET[] = "SELECT COALESCE(MAX(version), 0) FROM schema_version";
+static const char SQL_VERSION_ADD[] =
+    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, NOW(6))";
+
+int
+store_schema_version(struct store *s, int *version)
+{
+	struct binds r = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc;
+
+	*version = 0;
+	if (!(st = run(s, SQL_VERSION_GET, NULL, &rc, "schema version")))
+		return rc;
+	bind_int(&r, version);
+	rc = fetch(s, st, &r, "schema version");
+	mysql_stmt_free_result(st);
+	return rc < 0 ? rc : STORE_OK;
+}
+
+/* Migrations are constant text compiled in; split on ";\n". */
+static int
+apply_migration(struct store *s, const struct migration *m)
+{
+	const char *p = m->sql;
+
+	while (*p) {
+		const char *end = strstr(p, ";\n");
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *q = p;
+		/* Skip statements that are only comments and white space. */
+		bool empty = true;
+		for (size_t i = 0; i < len; i++) {
+			if (q[i] == '-' && i + 1 < len && q[i + 1] == '-') {
+				while (i < len && q[i] != '\n')
+					i++;
+			} else if (q[i] != ' ' && q[i] != '\n' && q[i] != '\t' && q[i] != '\r')
+				empty = false;
+		}
+		if (!empty && mysql_real_query(s->my, p, len))
+			return my_failed(s, m->name);
+		p += len;
+		if (end)
+			p += 2;
+	}
+	return STORE_OK;
+}
+
+static int
+create_database(struct store *s)
+{
+	char q[300];
+	const char *db = s->cf->db_database;
+	int rc;
+
+	/* The name comes from the operator's configuration, not from mail;
+	 * identifiers cannot be bound, so it is checked and quoted here. */
+	for (const char *c = db; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || *c == '_')) {
+			snprintf(s->err, sizeof(s->err), "database name '%s': use letters, digits and _", db);
+			return STORE_ERROR;
+		}
+	if ((rc = connect_db(s, NULL)) != STORE_OK)
+		return rc;
+	snprintf(q, sizeof(q), "CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4", db);
+	if (mysql_real_query(s->my, q, strlen(q)))
+		return my_failed(s, "create database");
+	disconnect(s);
+	return STORE_OK;
+}
+
+int
+store_migrate(struct store *s, bool create_db, int *from, int *to)
+{
+	int rc, v;
+
+	if (create_db && (rc = store_connect(s)) != STORE_OK) {
+		if ((rc = create_database(s)) != STORE_OK)
+			return rc;
+	}
+	if ((rc = store_connect(s)) != STORE_OK)
+		return rc;
+	if (mysql_real_query(s->my, SQL_VERSION_TABLE, strlen(SQL_VERSION_TABLE)))
+		return my_failed(s, "schema_version");
+	if ((rc = store_schema_version(s, &v)) != STORE_OK)
+		return rc;
+	*from = *to = v;
+	for (int i = 0; i < migrations_count; i++) {
+		const struct migration *m = &migrations[i];
+		struct binds p = { .n = 0 };
+		if (m->version <= v)
+			continue;
+		if ((rc = apply_migration(s, m)) != STORE_OK)
+			return rc;
+		bind_int(&p, &m->version);
+		bind_str(&p, m->name);
+		if (!run(s, SQL_VERSION_ADD, &p, &rc, "schema version"))
+			return rc;
+		*to = m->version;
+	}
+	return STORE_OK;
+}
+
+/* ---- intake ---- */
+
+static const char SQL_JOB_INSERT[] =
+    "INSERT INTO jobs (submitter, env_from, from_addr, subject, body, source_msgid,"
+    " state, dry_run, recipients, send_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6))";
+
+#define DLV_ROW "(?, ?, ?, 'queued', 0, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6), NOW(6))"
+#define DLV_INSERT "INSERT INTO deliveries (job_id, address, domain, state, attempts," \
+    " next_attempt, created_at, updated_at) VALUES "
+#define R4(x) x "," x "," x "," x
+#define R16(x) R4(x) "," R4(x) "," R4(x) "," R4(x)
+#define R64(x) R16(x) "," R16(x) "," R16(x) "," R16(x)
+#define R256(x) R64(x) "," R64(x) "," R64(x) "," R64(x)
+static const char SQL_DLV_INSERT1[] = DLV_INSERT DLV_ROW;
+static const char SQL_DLV_INSERTN[] = DLV_INSERT R256(DLV_ROW);
+
+static int
+insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
+    const struct store_rcpt_new *r, size_t n)
+{
+	struct binds *p = malloc(sizeof(*p));
+	size_t i = 0;
+	int rc = STORE_OK;
+
+	if (!p)
+		fatalx("store: out of memory");
+	while (i < n && rc == STORE_OK) {
+		size_t take = n - i >= INSERT_CHUNK ? INSERT_CHUNK : 1;
+		p->n = 0;
+		for (size_t k = 0; k < take; k++) {
+			bind_u64(p, &job_id);
+			bind_str(p, r[i + k].address);
+			bind_str(p, r[i + k].domain);
+			bind_dbl(p, send_at);
+			if (*send_at == 0)
+				p->null[p->n - 1] = 1;
+		}
+		run(s, take == 1 ? SQL_DLV_INSERT1 : SQL_DLV_INSERTN, p, &rc, "insert deliveries");
+		i += take;
+	}
+	free(p);
+	return rc;
+}
+
+int
+store_job_create(struct store *s, const struct store_job_new *j,
+    const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
+{
+	struct binds p = { .n = 0 };
+	MYSQL_STMT *st;
+	int dry = j->dry_run, rc;
+	unsigned cnt32 = (unsigned)n;
+	int cnt = (int)cnt32;
+	double send_at = j->send_at;
+
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	bind_str(&p, j->submitter);
+	bind_str(&p, j->env_from);
+	bind_str(&p, j->from_addr);
+	bind_str(&p, j->subject);
+	bind_str(&p, j->body);
+	bind_str(&p, j->source_msgid);
+	bind_int(&p, &dry);
+	bind_int(&p, &cnt);
+	bind_dbl(&p, &send_at);
+	if (send_at == 0)
+		p.null[p.n - 1] = 1;
+	if (!(st = run(s, SQL_JOB_INSERT, &p, &rc, "insert job")))
+		return tx_abort(s, rc);
+	*job_id = mysql_stmt_insert_id(st);
+	if ((rc = insert_deliveries(s, *job_id, &send_at, r, n)) != STORE_OK)
+		return tx_abort(s, rc);
+	if ((rc = tx_commit(s)) != STORE_OK)
+		return tx_abort(s, rc);
+	return STORE_OK;
+}
+
+/* ---- gateway ---- */
+
+/*
+ * A claim moves next_attempt to the end of the lease, so leased rows leave
+ * the due range of the index; if the lease runs out unrecorded, the row is
+ * due again and another gateway (or this one restarted) sends it.
+ */
+static const char SQL_CLAIM_SELECT[] =
+    "SELECT id, job_id, attempts, UNIX_TIMESTAMP(created_at), address, domain"
+    " FROM deliveries WHERE next_attempt <= NOW(6) AND state IN ('queued', 'deferred')"
+    " ORDER BY next_attempt LIMIT ? FOR UPDATE SKIP LOCKED";
+#define ID4 "?,?,?,?"
+#define ID20 ID4 "," ID4 "," ID4 "," ID4 "," ID4
+#define ID100 ID20 "," ID20 "," ID20 "," ID20 "," ID20
+static const char SQL_CLAIM_UPDATE[] =
+    "UPDATE deliveries SET lease_owner = ?, lease_until = NOW(6) + INTERVAL ? MICROSECOND,"
+    " next_attempt = NOW(6) + INTERVAL ? MICROSECOND WHERE id IN (" ID100 ")";
+static const char SQL_JOB_SENDING[] =
+    "UPDATE jobs SET state = 'sending' WHERE id = ? AND state = 'queued'";
+
+static int
+lease_ids(struct store *s, const char *owner, uint64_t lease_ms,
+    const struct store_lease *l, size_t n)
+{
+	uint64_t us = lease_ms * 1000, zero = 0;
+	struct binds *p = malloc(sizeof(*p));
+	int rc = STORE_OK;
+
+	if (!p)
+		fatalx("store: out of memory");
+	for (size_t i = 0; i < n && rc == STORE_OK; i += CLAIM_CHUNK) {
+		p->n = 0;
+		bind_str(p, owner);
+		bind_u64(p, &us);
+		bind_u64(p, &us);
+		for (size_t k = 0; k < CLAIM_CHUNK; k++)
+			bind_u64(p, i + k < n ? &l[i + k].id : &zero);
+		run(s, SQL_CLAIM_UPDATE, p, &rc, "lease");
+	}
+	free(p);
+	return rc;
+}
+
+static int
+mark_jobs_sending(struct store *s, const struct store_lease *l, size_t n)
+{
+	uint64_t last = 0;
+	int rc = STORE_OK;
+
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+		struct binds p = { .n = 0 };
+		if (l[i].job_id == last)
+			continue;
+		last = l[i].job_id;
+		bind_u64(&p, &l[i].job_id);
+		run(s, SQL_JOB_SENDING, &p, &rc, "job sending");
+	}
+	return rc;
+}
+
+int
+store_claim(struct store *s, const char *owner, uint64_t lease_ms,
+    size_t max, struct store_lease *out, size_t *n)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	struct store_lease row;
+	MYSQL_STMT *st;
+	uint64_t lim = max;
+	int rc, f;
+
+	*n = 0;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	bind_u64(&p, &lim);
+	if (!(st = run(s, SQL_CLAIM_SELECT, &p, &rc, "claim")))
+		return tx_abort(s, rc);
+	bind_u64(&r, &row.id);
+	bind_u64(&r, &row.job_id);
+	bind_int(&r, (int *)&row.attempts);
+	bind_dbl(&r, &row.created);
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.domain, sizeof(row.domain));
+	while (*n < max && (f = fetch(s, st, &r, "claim")) == 1)
+		out[(*n)++] = row;
+	mysql_stmt_free_result(st);
+	if (f < 0)
+		return tx_abort(s, f);
+	if (*n && (rc = lease_ids(s, owner, lease_ms, out, *n)) != STORE_OK)
+		return tx_abort(s, rc);
+	if (*n && (rc = mark_jobs_sending(s, out, *n)) != STORE_OK)
+		return tx_abort(s, rc);
+	if ((rc = tx_commit(s)) != STORE_OK) {
+		*n = 0;
+		return tx_abort(s, rc);
+	}
+	return STORE_OK;
+}
+
+static const char SQL_JOB_GET[] =
+    "SELECT id, submitter, from_addr, dry_run, CHAR_LENGTH(subject), OCTET_LENGTH(body)"
+    " FROM jobs WHERE id = ?";
+static const char SQL_JOB_TEXT[] = "SELECT subject, body FROM jobs WHERE id = ?";
+
+static char *
+xmalloc(size_t n)
+{
+	char *p = malloc(n);
+
+	if (!p)
+		fatalx("store: out of memory");
+	return p;
+}
+
+int
+store_job_get(struct store *s, uint64_t id, struct store_job **out)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	struct store_job *j = calloc(1, sizeof(*j));
+	char sub[65], from[321];
+	int dry, slen, blen, rc, f;
+	MYSQL_STMT *st;
+
+	*out = NULL;
+	if (!j)
+		fatalx("store: out of memory");
+	bind_u64(&p, &id);
+	if (!(st = run(s, SQL_JOB_GET, &p, &rc, "job"))) {
+		free(j);
+		return rc;
+	}
+	bind_u64(&r, &j->id);
+	bind_out(&r, sub, sizeof(sub));
+	bind_out(&r, from, sizeof(from));
+	bind_int(&r, &dry);
+	bind_int(&r, &slen);
+	bind_int(&r, &blen);
+	f = fetch(s, st, &r, "job");
+	mysql_stmt_free_result(st);
+	if (f <= 0) {
+		free(j);
+		if (f == 0)
+			snprintf(s->err, sizeof(s->err), "job %llu: no such job", (unsigned long long)id);
+		return f == 0 ? STORE_ERROR : f;
+	}
+	j->submitter = strdup(sub);
+	j->from_addr = strdup(from);
+	j->dry_run = dry;
+	/* Sized from the row itself: a subject holds up to 4 octets a character. */
+	j->subject = xmalloc((size_t)slen * 4 + 1);
+	j->body = xmalloc((size_t)blen + 1);
+	if (!(st = run(s, SQL_JOB_TEXT, &p, &rc, "job text"))) {
+		store_job_free(j);
+		return rc;
+	}
+	r.n = 0;
+	bind_out(&r, j->subject, (size_t)slen * 4 + 1);
+	bind_out(&r, j->body, (size_t)blen + 1);
+	f = fetch(s, st, &r, "job text");
+	mysql_stmt_free_result(st);
+	if (f <= 0) {
+		store_job_free(j);
+		return f == 0 ? STORE_RETRY : f;
+	}
+	*out = j;
+	return STORE_OK;
+}
+
+void
+store_job_free(struct store_job *j)
+{
+	if (!j)
+		return;
+	free(j->submitter);
+	free(j->from_addr);
+	free(j->subject);
+	free(j->body);
+	free(j);
+}
+
+const char *
+store_outcome_name(int outcome)
+{
+	static const char *names[] = { "sent", "deferred", "failed" };
+
+	return outcome >= 0 && outcome <= OUTCOME_FAILED ? names[outcome] : "?";
+}
+
+static const char SQL_RECORD[] =
+    "UPDATE deliveries SET state = ?, attempts = attempts + 1,"
+    " next_attempt = IF(? = 'deferred', NOW(6) + INTERVAL ? MICROSECOND, NULL),"
+    " lease_owner = NULL, lease_until = NULL, last_code = ?, last_status = ?,"
+    " last_text = ?, updated_at = NOW(6), done_at = IF(? = 'deferred', NULL, NOW(6))"
+    " WHERE id = ? AND lease_owner = ?";
+static const char SQL_LOG[] =
+    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code,"
+    " status, text, destination, host, gateway)"
+    " SELECT ?, ?, NOW(6), attempts, ?, ?, ?, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?";
+static const char SQL_JOB_DONE[] =
+    "UPDATE jobs SET state = 'done', finished_at = NOW(6)"
+    " WHERE id = ? AND state IN ('queued', 'sending') AND NOT EXISTS"
+    " (SELECT 1 FROM deliveries WHERE job_id = ? AND state IN ('queued', 'deferred'))";
+
+static int
+record_one(struct store *s, const char *owner, const struct store_result *r, size_t *lost)
+{
+	const char *state = store_outcome_name(r->outcome);
+	uint64_t us = r->retry_ms * 1000;
+	struct binds p = { .n = 0 };
+	MYSQL_STMT *st;
+	int code = r->code, rc;
+
+	bind_str(&p, state);
+	bind_str(&p, state);
+	bind_u64(&p, &us);
+	bind_int(&p, &code);
+	if (!r->code)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, *r->status ? r->status : NULL);
+	bind_str(&p, r->text);
+	bind_str(&p, state);
+	bind_u64(&p, &r->id);
+	bind_str(&p, owner);
+	if (!(st = run(s, SQL_RECORD, &p, &rc, "record")))
+		return rc;
+	if (mysql_stmt_affected_rows(st) == 0)
+		(*lost)++;
+	p.n = 0;
+	bind_u64(&p, &r->id);
+	bind_u64(&p, &r->job_id);
+	bind_str(&p, state);
+	bind_str(&p, r->stage);
+	bind_int(&p, &code);
+	if (!r->code)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, *r->status ? r->status : NULL);
+	bind_str(&p, r->text);
+	bind_str(&p, r->dest);
+	bind_str(&p, r->host);
+	bind_str(&p, owner);
+	bind_u64(&p, &r->id);
+	run(s, SQL_LOG, &p, &rc, "log");
+	return rc;
+}
+
+int
+store_record(struct store *s, const char *owner, const struct store_result *r,
+    size_t n, size_t *lost)
+{
+	int rc;
+
+	*lost = 0;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = record_one(s, owner, &r[i], lost)) != STORE_OK)
+			return tx_abort(s, rc);
+	for (size_t i = 0; i < n; i++) {
+		struct binds p = { .n = 0 };
+		if (r[i].outcome == OUTCOME_DEFERRED || (i && r[i].job_id == r[i - 1].job_id))
+			continue;
+		bind_u64(&p, &r[i].job_id);
+		bind_u64(&p, &r[i].job_id);
+		if (!run(s, SQL_JOB_DONE, &p, &rc, "job done"))
+			return tx_abort(s, rc);
+	}
+	if ((rc = tx_commit(s)) != STORE_OK)
+		return tx_abort(s, rc);
+	return STORE_OK;
+}
+
+static const char SQL_RELEASE[] =
+    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, next_attempt = NOW(6)"
+    " WHERE lease_owner = ? AND state IN ('queued', 'deferred')";
+
+int
+store_release(struct store *s, const char *owner, size_t *n)
+{
+	struct binds p = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc;
+
+	*n = 0;
+	bind_str(&p, owner);
+	if (!(st = run(s, SQL_RELEASE, &p, &rc, "release")))
+		return rc;
+	*n = (size_t)mysql_stmt_affected_rows(st);
+	return STORE_OK;
+}
+
+/* ---- hatoctl ---- */
+
+#define JOB_ROW_SELECT \
+    "SELECT j.id, j.submitter, LEFT(j.subject, 60), j.state," \
+    " DATE_FORMAT(j.created_at, '%Y-%m-%d %H:%i:%s'), COUNT(d.id)," \
+    " COALESCE(SUM(d.state = 'queued'), 0), COALESCE(SUM(d.state = 'deferred'), 0)," \
+    " COALESCE(SUM(d.state = 'sent'), 0), COALESCE(SUM(d.state = 'failed'), 0)" \
+    " FROM jobs j LEFT JOIN deliveries d ON d.job_id = j.id"
+static const char SQL_JOBS[] = JOB_ROW_SELECT " GROUP BY j.id ORDER BY j.id";
+static const char SQL_JOB_ROW[] = JOB_ROW_SELECT " WHERE j.id = ? GROUP BY j.id";
+
+static void
+bind_job_row(struct binds *r, struct store_job_row *row)
+{
+	bind_u64(r, &row->id);
+	bind_out(r, row->submitter, sizeof(row->submitter));
+	bind_out(r, row->subject, sizeof(row->subject));
+	bind_out(r, row->state, sizeof(row->state));
+	bind_out(r, row->created, sizeof(row->created));
+	bind_int(r, (int *)&row->total);
+	bind_int(r, (int *)&row->queued);
+	bind_int(r, (int *)&row->deferred);
+	bind_int(r, (int *)&row->sent);
+	bind_int(r, (int *)&row->failed);
+}
+
+int
+store_jobs_each(struct store *s, int (*cb)(void *, const struct store_job_row *), void *arg)
+{
+	struct binds r = { .n = 0 };
+	struct store_job_row row;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	if (!(st = run(s, SQL_JOBS, NULL, &rc, "jobs")))
+		return rc;
+	bind_job_row(&r, &row);
+	while ((f = fetch(s, st, &r, "jobs")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+int
+store_job_row_get(struct store *s, uint64_t id, struct store_job_row *row, bool *found)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*found = false;
+	bind_u64(&p, &id);
+	if (!(st = run(s, SQL_JOB_ROW, &p, &rc, "job")))
+		return rc;
+	bind_job_row(&r, row);
+	f = fetch(s, st, &r, "job");
+	mysql_stmt_free_result(st);
+	*found = f == 1;
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_DELIVERIES[] =
+    "SELECT id, address, state, attempts, COALESCE(last_code, -1), COALESCE(last_status, ''),"
+    " COALESCE(last_text, ''), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s')"
+    " FROM deliveries WHERE job_id = ? ORDER BY id";
+
+int
+store_deliveries_each(struct store *s, uint64_t job_id,
+    int (*cb)(void *, const struct store_delivery_row *), void *arg)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	struct store_delivery_row row;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_u64(&p, &job_id);
+	if (!(st = run(s, SQL_DELIVERIES, &p, &rc, "deliveries")))
+		return rc;
+	bind_u64(&r, &row.id);
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.state, sizeof(row.state));
+	bind_int(&r, (int *)&row.attempts);
+	bind_int(&r, &row.code);
+	bind_out(&r, row.status, sizeof(row.status));
+	bind_out(&r, row.text, sizeof(row.text));
+	bind_out(&r, row.updated, sizeof(row.updated));
+	while ((f = fetch(s, st, &r, "deliveries")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}

@@ -1,0 +1,109 @@
+#ifndef HATO_SQL_STORE_H
+#define HATO_SQL_STORE_H
+/*
+ * store: the job store, the only code that talks to MariaDB. Blocking:
+ * daemons call it from worker threads only, never from the event loop.
+ * One struct store is one connection, used by one thread at a time.
+ * Prepared statements only; times are the database's clock, in UTC.
+ *
+ * Every call returns STORE_OK, STORE_RETRY (the server is away, the
+ * connection was lost, a deadlock or lock wait: try again later; nothing
+ * was committed) or STORE_ERROR (a bug or a schema problem), with the
+ * reason in store_error(). A lost connection is re-made on the next call.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hato_config;
+
+enum { STORE_OK = 0, STORE_RETRY = -1, STORE_ERROR = -2 };
+
+struct store;
+
+struct store *store_new(const struct hato_config *c);
+void store_free(struct store *s);
+const char *store_error(const struct store *s);
+/* Connect now (all other calls connect on demand). */
+int store_connect(struct store *s);
+
+/* Schema: the recorded version, and migrating to the newest. create_db:
+ * create the database first when it does not exist. */
+int store_schema_version(struct store *s, int *version);
+int store_migrate(struct store *s, bool create_db, int *from, int *to);
+
+/* ---- intake ---- */
+struct store_job_new {
+	const char *submitter, *env_from, *from_addr, *subject, *body, *source_msgid;
+	double send_at;		/* Unix time; 0 = now */
+	bool dry_run;
+};
+struct store_rcpt_new {
+	const char *address;	/* canonical, unquoted */
+	const char *domain;
+};
+/* The job and all its deliveries in one transaction. */
+int store_job_create(struct store *s, const struct store_job_new *j,
+    const struct store_rcpt_new *r, size_t n, uint64_t *job_id);
+
+/* ---- gateway ---- */
+struct store_lease {
+	uint64_t id, job_id;
+	unsigned attempts;	/* attempts made before this one */
+	double created;		/* Unix time the delivery was created */
+	char address[321];
+	char domain[256];
+};
+/* Lease up to max due deliveries for lease_ms. */
+int store_claim(struct store *s, const char *owner, uint64_t lease_ms,
+    size_t max, struct store_lease *out, size_t *n);
+
+struct store_job {
+	uint64_t id;
+	char *submitter, *from_addr, *subject, *body;
+	bool dry_run;
+};
+int store_job_get(struct store *s, uint64_t id, struct store_job **out);
+void store_job_free(struct store_job *j);
+
+enum store_outcome { OUTCOME_SENT = 0, OUTCOME_DEFERRED, OUTCOME_FAILED };
+const char *store_outcome_name(int outcome);
+
+struct store_result {
+	uint64_t id, job_id;
+	int outcome;		/* enum store_outcome */
+	uint64_t retry_ms;	/* deferred: wait before the next attempt */
+	int code;		/* 0: no reply */
+	char status[16];
+	char text[512];
+	char stage[12];
+	char dest[128];
+	char host[256];
+};
+/* Record outcomes (one transaction): the delivery row, a log row, and the
+ * job's end when nothing of it is left. A row whose lease this owner no
+ * longer holds is logged but left alone. *lost counts those. */
+int store_record(struct store *s, const char *owner, const struct store_result *r,
+    size_t n, size_t *lost);
+/* Give back this owner's leases (at shutdown). */
+int store_release(struct store *s, const char *owner, size_t *n);
+
+/* ---- hatoctl ---- */
+struct store_job_row {
+	uint64_t id;
+	char submitter[65], subject[256], state[17], created[32];
+	unsigned total, queued, deferred, sent, failed;
+};
+int store_jobs_each(struct store *s, int (*cb)(void *, const struct store_job_row *), void *arg);
+int store_job_row_get(struct store *s, uint64_t id, struct store_job_row *row, bool *found);
+
+struct store_delivery_row {
+	uint64_t id;
+	char address[321], state[17], status[17], text[1001], updated[32];
+	unsigned attempts;
+	int code;		/* -1: none yet */
+};
+int store_deliveries_each(struct store *s, uint64_t job_id,
+    int (*cb)(void *, const struct store_delivery_row *), void *arg);
+
+#endif

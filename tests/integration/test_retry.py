@@ -1,0 +1,105 @@
+"""Retries and failures: 4xx defers and retries after [retry] intervals,
+5xx fails at once with the code and text recorded, and the job is done when
+nothing is left queued or deferred."""
+
+import hatotest as H
+from hatotest import check, check_eq
+
+
+def relay_env(name, script):
+    env = H.Env(name)
+    env.relay_sink("default", script=script)
+    env.route("*", "relay:default")
+    env.config.section("retry").update({"intervals": "1s", "max_attempts": 5})
+    return env
+
+
+def by_address(env, job_id):
+    return {d["address"]: d for d in env.deliveries(job_id)}
+
+
+def arrived(sink, addr):
+    return [m for m in sink.messages() if [H.addr_of(r) for r in m["rcpts"]] == [addr]]
+
+
+def submit(env, rcpts):
+    data = env.submission(rcpts, "再送のテスト", "再送テストの本文です。\n")
+    sub = env.submit(data)
+    reply = sub.one()
+    check(reply.code == 250, "submission not accepted: %r", reply)
+    return H.job_id_of(reply)
+
+
+def test_rcpt_4xx_then_5xx():
+    script = {"rules": [
+        {"match": "*@fail.example", "rcpt": ["550 5.1.1 User unknown"]},
+        {"match": "retry@*", "rcpt": ["451 4.3.0 Try again", "250 2.1.5 Ok"]},
+    ]}
+    env = relay_env("retry_rcpt", script)
+    env.start()
+    job_id = submit(env, ["retry@example.com", "dead@fail.example", "ok@example.com"])
+    sink = env.sinks["default"]
+    env.wait_job_done(job_id, 25)
+    d = by_address(env, job_id)
+    check_eq(sorted(d), ["dead@fail.example", "ok@example.com", "retry@example.com"], "delivery addresses")
+
+    ok = d["ok@example.com"]
+    check_eq((ok["state"], int(ok["attempts"])), ("sent", 1), "ok@example.com state, attempts")
+    check_eq(len(arrived(sink, "ok@example.com")), 1, "copies of ok@example.com")
+
+    r = d["retry@example.com"]
+    check_eq(r["state"], "sent", "retry@example.com state")
+    check_eq(int(r["attempts"]), 2, "retry@example.com attempts")
+    check_eq(len(arrived(sink, "retry@example.com")), 1, "copies of retry@example.com")
+    log = env.delivery_log(r["id"])
+    check_eq([row["outcome"] for row in log], ["deferred", "sent"], "delivery_log outcomes of retry@example.com")
+    check_eq(int(log[0]["code"]), 451, "code of the deferred attempt")
+    check_eq([int(row["attempt"]) for row in log], [1, 2], "attempt numbers in delivery_log")
+    waited = (log[1]["at"] - log[0]["at"]).total_seconds()
+    check(waited >= 0.9, "retry after %.3fs, before the 1s retry interval", waited)
+
+    f = d["dead@fail.example"]
+    check_eq(f["state"], "failed", "dead@fail.example state")
+    check_eq(int(f["attempts"]), 1, "dead@fail.example attempts")
+    check_eq(f["last_code"], 550, "dead@fail.example last_code")
+    check_eq(f["last_status"], "5.1.1", "dead@fail.example last_status")
+    check("User unknown" in (f["last_text"] or ""), "dead@fail.example last_text %r lacks the reply text", f["last_text"])
+    check_eq(len(arrived(sink, "dead@fail.example")), 0, "copies of dead@fail.example")
+    log = env.delivery_log(f["id"])
+    check_eq([row["outcome"] for row in log], ["failed"], "delivery_log outcomes of dead@fail.example")
+    check_eq(int(log[0]["code"]), 550, "delivery_log code of dead@fail.example")
+
+    job = env.job(job_id)
+    check(job["finished_at"] is not None, "job %d is done but has no finished_at", job_id)
+    out = env.ctl("job", "show", job_id).stdout
+    check("failed" in out and "dead@fail.example" in out, "`hatoctl job show` does not show the failure:\n%s", out)
+    env.stop_clean()
+
+
+def test_data_stage_4xx_then_5xx():
+    script = {"rules": [
+        {"match": "later@*", "dot": ["452 4.3.1 Insufficient system storage", "250 2.0.0 Ok"]},
+        {"match": "spam@*", "dot": ["554 5.7.1 Message rejected as spam"]},
+    ]}
+    env = relay_env("retry_dot", script)
+    env.start()
+    job_id = submit(env, ["later@example.com", "spam@example.com"])
+    env.wait_job_done(job_id, 25)
+    d = by_address(env, job_id)
+
+    r = d["later@example.com"]
+    check_eq((r["state"], int(r["attempts"])), ("sent", 2), "later@example.com state, attempts")
+    log = env.delivery_log(r["id"])
+    check_eq([row["outcome"] for row in log], ["deferred", "sent"], "delivery_log outcomes of later@example.com")
+    check_eq(int(log[0]["code"]), 452, "code of the deferred attempt")
+
+    f = d["spam@example.com"]
+    check_eq((f["state"], int(f["attempts"])), ("failed", 1), "spam@example.com state, attempts")
+    check_eq(f["last_code"], 554, "spam@example.com last_code")
+    check_eq(f["last_status"], "5.7.1", "spam@example.com last_status")
+    check("rejected as spam" in (f["last_text"] or ""), "spam@example.com last_text %r", f["last_text"])
+    env.stop_clean()
+
+
+if __name__ == "__main__":
+    H.main(globals())
