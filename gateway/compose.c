@@ -63,6 +63,8 @@ static const struct compose_charset charsets[] = {
 	  rfc2047_encode, body_base64 },
 };
 
+static void seterr(char *, size_t, const char *, ...) __attribute__((format(printf, 3, 4)));
+
 static void
 seterr(char *err, size_t errlen, const char *fmt, ...)
 {

@@ -109,6 +109,8 @@ table_index(struct route_table *t, size_t idx)
 	return 0;
 }
 
+static void seterr(char *, size_t, const char *, ...) __attribute__((format(printf, 3, 4)));
+
 static void
 seterr(char *err, size_t errlen, const char *fmt, ...)
 {
