@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@
 #define B64_CHUNK (B64_LINE / 4 * 3)
 #define ADDR_LEN_MAX 512	/* generous: a quoted local part may be escaped */
 #define DISPLAY_MAX 256		/* quoted and escaped, still far within a line */
+#define STR(x) #x
+#define XSTR(x) STR(x)
 #define DOMAIN_MAX 253
 
 struct compose_charset {
@@ -221,9 +224,9 @@ check_addr(const char *a, size_t len)
 	return NULL;
 }
 
-/* The display name with its quotes and backslash escapes removed and its
- * controls turned into spaces (so they cannot decide the quoting), or NULL
- * without memory. */
+/* The display name with its quotes and backslash escapes removed, its
+ * controls turned into spaces (so they cannot decide the quoting) and the
+ * white space at its ends dropped, or NULL without memory. */
 static char *
 display_text(const char *s, size_t len)
 {
@@ -242,8 +245,12 @@ display_text(const char *s, size_t len)
 
 		if (quoted && c == '\\' && i + 1 < len)
 			c = (unsigned char)s[++i];
-		d[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+		c = (c < 0x20 || c == 0x7f) ? ' ' : c;
+		if (n > 0 || !is_wsp((char)c))
+			d[n++] = (char)c;
 	}
+	while (n > 0 && is_wsp(d[n - 1]))
+		n--;
 	d[n] = '\0';
 	return d;
 }
@@ -295,69 +302,91 @@ last_col(const char *v, size_t name_len)
 	return nl ? strlen(nl + 1) : name_len + strlen(v);
 }
 
+/* A From or Reply-To as written, cut into its parts (nothing copied). */
+struct mailbox {
+	const char *addr, *disp;
+	size_t alen, dlen;
+	bool angle;		/* the address was written in <> */
+};
+
 /*
- * The value of a From or Reply-To header from "addr", "<addr>" or
- * "Display <addr>": the display name encoded, the address kept as it is.
- * NULL with a reason in err.
+ * Cut "addr", "<addr>" or "Display <addr>" (white space around ignored);
+ * the address is the text inside the last "<" of a value ending in ">".
+ * Returns the reason it cannot be used, or NULL.
  */
-static char *
-encode_mailbox(const struct compose_charset *cs, const char *field, const char *s,
-    char *err, size_t errlen)
+static const char *
+split_mailbox(const char *s, struct mailbox *m)
 {
-	size_t name_len = strlen(field) + 2, len, alen, dlen = 0;
-	const char *addr, *lt = NULL, *why;
-	char *disp, *phrase, *v;
+	size_t len;
 
 	while (is_wsp(*s))
 		s++;
 	len = strlen(s);
 	while (len > 0 && is_wsp(s[len - 1]))
 		len--;
+	memset(m, 0, sizeof(*m));
+	m->addr = m->disp = s;
+	m->alen = len;
 	if (len > 0 && s[len - 1] == '>') {
+		const char *lt = NULL;
+
 		for (size_t i = len - 1; i-- > 0;)
 			if (s[i] == '<') {
 				lt = s + i;
 				break;
 			}
-		if (lt == NULL) {
-			seterr(err, errlen, "%s: '>' without '<'", field);
-			return NULL;
-		}
-		addr = lt + 1;
-		alen = (size_t)(s + len - 1 - addr);
-		dlen = (size_t)(lt - s);
-		while (dlen > 0 && is_wsp(s[dlen - 1]))
-			dlen--;
-	} else {
-		addr = s;
-		alen = len;
+		if (lt == NULL)
+			return "'>' without '<'";
+		m->angle = true;
+		m->addr = lt + 1;
+		m->alen = (size_t)(s + len - 1 - m->addr);
+		m->dlen = (size_t)(lt - s);
+		while (m->dlen > 0 && is_wsp(s[m->dlen - 1]))
+			m->dlen--;
 	}
-	if ((why = check_addr(addr, alen)) != NULL) {
+	if (m->dlen > DISPLAY_MAX)
+		return "display name longer than " XSTR(DISPLAY_MAX) " octets";
+	return check_addr(m->addr, m->alen);
+}
+
+/*
+ * The value of a From or Reply-To header: the display name encoded, the
+ * address kept as it is. NULL with a reason in err.
+ */
+static char *
+encode_mailbox(const struct compose_charset *cs, const char *field, const char *s,
+    char *err, size_t errlen)
+{
+	size_t name_len = strlen(field) + 2, len;
+	struct mailbox m;
+	const char *why;
+	char *disp, *phrase, *v;
+
+	if ((why = split_mailbox(s, &m)) != NULL) {
 		seterr(err, errlen, "%s: %s", field, why);
 		return NULL;
 	}
-	if (dlen > DISPLAY_MAX) {
-		seterr(err, errlen, "%s: display name longer than %d octets", field, DISPLAY_MAX);
+	if (!m.angle)
+		return strndup(m.addr, m.alen);
+	if ((disp = display_text(m.disp, m.dlen)) == NULL)
 		return NULL;
-	}
-	if (lt == NULL)
-		return strndup(addr, alen);
-	if (dlen == 0) {
-		if ((v = malloc(alen + 3)) != NULL)
-			snprintf(v, alen + 3, "<%.*s>", (int)alen, addr);
+	/* No display name, or an empty or blank one ("" <addr>): <addr>. */
+	if (disp[0] == '\0') {
+		free(disp);
+		if ((v = malloc(m.alen + 3)) != NULL)
+			snprintf(v, m.alen + 3, "<%.*s>", (int)m.alen, m.addr);
 		return v;
 	}
-	if ((disp = display_text(s, dlen)) == NULL)
-		return NULL;
 	phrase = encode_phrase(cs, disp, name_len);
 	free(disp);
 	if (phrase == NULL)
 		return NULL;
 	/* The address on the same line when it fits, else on a folded one. */
-	len = strlen(phrase) + alen + 6;
+	len = strlen(phrase) + m.alen + 6;
 	if ((v = malloc(len)) != NULL)
 		snprintf(v, len, "%s%s<%.*s>", phrase,
-		    last_col(phrase, name_len) + alen + 3 <= LINE_SOFT ? " " : "\r\n ", (int)alen, addr);
+		    last_col(phrase, name_len) + m.alen + 3 <= LINE_SOFT ? " " : "\r\n ",
+		    (int)m.alen, m.addr);
 	free(phrase);
 	return v;
 }

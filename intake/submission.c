@@ -327,7 +327,7 @@ cb_line_at(const struct cb_value *v, size_t off)
 static int
 cb_to(struct parse *p, const struct cb_value *v)
 {
-	size_t i, start = 0;
+	size_t i, start = 0, first;
 	bool quoted = false;
 	int angle = 0;
 
@@ -345,9 +345,12 @@ cb_to(struct parse *p, const struct cb_value *v)
 		else if (!quoted && c == '>' && angle > 0)
 			angle--;
 		else if ((c == ',' || c == ';') && ((!quoted && angle == 0) || i == v->len)) {
+			/* The line is the one the address itself starts on. */
+			for (first = start; first < i && is_space(v->val[first]); first++)
+				;
 			if (!blank(v->val + start, i - start) &&
 			    rcpt_add(p, v->val + start, i - start, src_to,
-			    cb_line_at(v, start)) == -1)
+			    cb_line_at(v, first)) == -1)
 				return -1;
 			start = i + 1;
 		}

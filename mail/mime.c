@@ -209,6 +209,14 @@ b64val(char c)
 	return -1;
 }
 
+/* A decoded NUL would cut the C string short: it goes with the controls. */
+static void
+ew_put(struct buf *b, char c)
+{
+	if (c != '\0')
+		buf_add(b, &c, 1);
+}
+
 /* Decoded bytes of one word, appended to b. Lenient about padding. */
 static void
 ew_decode(const struct ew *ew, struct buf *b)
@@ -227,18 +235,17 @@ ew_decode(const struct ew *ew, struct buf *b)
 			if ((bits += 6) >= 8) {
 				bits -= 8;
 				c = (char)((acc >> bits) & 0xff);
-				buf_add(b, &c, 1);
+				ew_put(b, c);
 			}
 		} else if (c == '_') {
-			buf_add(b, " ", 1);
+			ew_put(b, ' ');
 		} else if (c == '=' && i + 2 < ew->textlen &&
 		    (h = hexval(ew->text[i + 1])) != -1 &&
 		    (l = hexval(ew->text[i + 2])) != -1) {
-			c = (char)(h * 16 + l);
-			buf_add(b, &c, 1);
+			ew_put(b, (char)(h * 16 + l));
 			i += 2;
 		} else
-			buf_add(b, &c, 1);
+			ew_put(b, c);
 	}
 }
 
@@ -356,25 +363,47 @@ gmime_value(const char *s)
 }
 
 static int
+add_header(GMimeHeader *h, struct mime_msg *m)
+{
+	struct mime_header *mh = &m->headers[m->nheaders++];
+	const char *raw = g_mime_header_get_raw_value(h);
+
+	mh->name = gmime_value(g_mime_header_get_name(h));
+	mh->value = header_decode(raw ? raw : "");
+	return mh->name == NULL || mh->value == NULL ? -1 : 0;
+}
+
+/*
+ * GMime keeps the top-level Content-* headers on the body part and the
+ * others on the message; their offsets in the mail put them back in order.
+ */
+static int
 read_headers(GMimeMessage *msg, struct mime_msg *m)
 {
-	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
-	int i, n = g_mime_header_list_get_count(hl);
-	GMimeHeader *h;
-	const char *raw;
+	GMimeObject *body = g_mime_message_get_mime_part(msg);
+	GMimeHeaderList *a = g_mime_object_get_header_list(GMIME_OBJECT(msg));
+	GMimeHeaderList *b = body ? g_mime_object_get_header_list(body) : NULL;
+	int i = 0, j = 0, na = g_mime_header_list_get_count(a);
+	int nb = b ? g_mime_header_list_get_count(b) : 0;
+	GMimeHeader *ha, *hb;
 
-	if (n <= 0)
+	if (na + nb <= 0)
 		return 0;
-	if ((m->headers = calloc((size_t)n, sizeof(*m->headers))) == NULL)
+	if ((m->headers = calloc((size_t)(na + nb), sizeof(*m->headers))) == NULL)
 		return -1;
-	for (i = 0; i < n; i++) {
-		h = g_mime_header_list_get_header_at(hl, i);
-		raw = g_mime_header_get_raw_value(h);
-		m->headers[i].name = gmime_value(g_mime_header_get_name(h));
-		m->headers[i].value = header_decode(raw ? raw : "");
-		m->nheaders++;
-		if (m->headers[i].name == NULL || m->headers[i].value == NULL)
-			return -1;
+	while (i < na || j < nb) {
+		ha = i < na ? g_mime_header_list_get_header_at(a, i) : NULL;
+		hb = j < nb ? g_mime_header_list_get_header_at(b, j) : NULL;
+		if (hb == NULL || (ha != NULL &&
+		    g_mime_header_get_offset(ha) <= g_mime_header_get_offset(hb))) {
+			i++;
+			if (add_header(ha, m) == -1)
+				return -1;
+		} else {
+			j++;
+			if (add_header(hb, m) == -1)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -407,6 +436,9 @@ read_from(GMimeMessage *msg, struct mime_msg *m)
 	struct mail_addr a;
 	char buf[ADDR_MAX * 2 + 3];
 
+	/* An address needs a domain: "From: nobody" has no address. */
+	if (s != NULL && strchr(s, '@') == NULL)
+		return 0;
 	if (s == NULL)
 		s = mime_header(m, "From");
 	if (s == NULL || *s == '\0')
@@ -440,7 +472,8 @@ part_bytes(GMimeObject *obj, size_t *len)
 	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 	*len = ba->len;
 	if ((out = malloc(ba->len + 1)) != NULL) {
-		memcpy(out, ba->data, ba->len);
+		if (ba->len > 0)	/* an empty GByteArray has no data */
+			memcpy(out, ba->data, ba->len);
 		out[ba->len] = '\0';
 	}
 	g_object_unref(mem);

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "routes/routes.h"
 
@@ -49,6 +48,13 @@ struct route_table {
 	size_t star;		/* index + 1 of the "*" rule, 0 when none */
 };
 
+/* ASCII only: whatever locale the process runs in, 'I' is 'i' here. */
+static unsigned char
+lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
 /* FNV-1a over the lower-cased bytes, so a lookup needs no copy. */
 static uint64_t
 key_hash(const char *s, size_t len)
@@ -56,10 +62,19 @@ key_hash(const char *s, size_t len)
 	uint64_t h = 14695981039346656037ULL;
 
 	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)tolower((unsigned char)s[i]);
+		h ^= lower((unsigned char)s[i]);
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+static bool
+key_eq(const char *a, const char *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+			return false;
+	return true;
 }
 
 static const struct rule *
@@ -73,7 +88,7 @@ table_find(const struct route_table *t, const char *key, size_t len)
 	for (i = key_hash(key, len) & mask; t->slots[i] != 0; i = (i + 1) & mask) {
 		const struct rule *r = &t->rules[t->slots[i] - 1];
 
-		if (r->keylen == len && strncasecmp(r->r.pattern, key, len) == 0)
+		if (r->keylen == len && key_eq(r->r.pattern, key, len))
 			return r;
 	}
 	return NULL;
@@ -220,7 +235,7 @@ parse_target(const struct word *w, struct route *r, char *why, size_t whylen)
 	size_t nlen = colon ? w->len - klen - 1 : 0;
 	char cb[8], wb[48];
 
-	if (klen == 2 && strncasecmp(w->s, "mx", 2) == 0) {
+	if (klen == 2 && key_eq(w->s, "mx", 2)) {
 		if (colon != NULL) {
 			snprintf(why, whylen, "mx takes no name");
 			return why;
@@ -228,9 +243,9 @@ parse_target(const struct word *w, struct route *r, char *why, size_t whylen)
 		r->kind = ROUTE_MX;
 		return NULL;
 	}
-	if (klen == 5 && strncasecmp(w->s, "relay", 5) == 0)
+	if (klen == 5 && key_eq(w->s, "relay", 5))
 		r->kind = ROUTE_RELAY;
-	else if (klen == 4 && strncasecmp(w->s, "pace", 4) == 0)
+	else if (klen == 4 && key_eq(w->s, "pace", 4))
 		r->kind = ROUTE_PACE;
 	else {
 		snprintf(why, whylen, "unknown route kind '%s' (expected relay:NAME, pace:NAME or mx)",
@@ -238,8 +253,9 @@ parse_target(const struct word *w, struct route *r, char *why, size_t whylen)
 		return why;
 	}
 	if (colon == NULL || nlen == 0) {
-		snprintf(why, whylen, "empty %s name (write %s:NAME)",
-		    r->kind == ROUTE_RELAY ? "relay" : "pace", r->kind == ROUTE_RELAY ? "relay" : "pace");
+		const char *kw = r->kind == ROUTE_RELAY ? "relay" : "pace";
+
+		snprintf(why, whylen, "empty %s name (write %s:NAME)", kw, kw);
 		return why;
 	}
 	if (nlen > NAME_MAX_LEN) {
@@ -254,7 +270,7 @@ parse_target(const struct word *w, struct route *r, char *why, size_t whylen)
 			    showc(c, cb));
 			return why;
 		}
-		r->name[i] = (char)tolower(c);
+		r->name[i] = (char)lower(c);
 	}
 	r->name[nlen] = '\0';
 	return NULL;
@@ -329,7 +345,7 @@ parse_line(struct route_table *t, const char *s, size_t len, const char *file, s
 	if (parse_target(&w[1], &r->r, why, whylen) != NULL)
 		return -1;
 	for (size_t i = 0; i < w[0].len; i++)
-		r->r.pattern[i] = (char)tolower((unsigned char)w[0].s[i]);
+		r->r.pattern[i] = (char)lower((unsigned char)w[0].s[i]);
 	r->r.pattern[w[0].len] = '\0';
 	r->keylen = w[0].len;
 	if (r->keylen > 1 && r->r.pattern[r->keylen - 1] == '.')

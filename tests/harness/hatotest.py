@@ -66,6 +66,25 @@ GATEWAY_HOSTNAME = "gw.hato.test"
 DEFAULT_TEST_TIMEOUT = int(os.environ.get("HATO_TEST_TIMEOUT", "45"))
 
 
+def _service_user():
+    """The [hato] user the daemons drop to: HATO_TEST_USER, else "nobody"
+    when the tests run as root (so the drop is exercised), else none."""
+    u = os.environ.get("HATO_TEST_USER")
+    if u is not None:
+        return u or None
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    try:
+        pwd.getpwnam("nobody")
+        return "nobody"
+    except KeyError:
+        return "root"
+
+
+SERVICE_USER = _service_user()
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -136,6 +155,7 @@ def tempdir(name="t"):
     """A fresh directory under /tmp, removed when the test ends (kept when
     HATO_KEEP=1 and the test failed)."""
     d = tempfile.mkdtemp(prefix="hato-%s-" % re.sub(r"[^A-Za-z0-9_]", "_", name)[:24], dir="/tmp")
+    os.chmod(d, 0o711)  # the daemons may run as SERVICE_USER
     _scope.tempdirs.append(d)
 
     def remove():
@@ -162,7 +182,9 @@ def free_port():
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what=None):
     """Poll predicate() until it returns something true; return that value.
-    Raises TestFailure after timeout seconds."""
+    Raises TestFailure after timeout seconds. Other exceptions from the
+    predicate count as "not yet"; a TestFailure from it ends the wait at once
+    (a daemon that died will not come back)."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -171,6 +193,8 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what=None):
             if v:
                 return v
             last_exc = None
+        except TestFailure:
+            raise
         except Exception as e:  # a predicate may fail while things start
             last_exc = e
         if time.monotonic() >= deadline:
@@ -267,6 +291,7 @@ class MariaDB:
 
     def __init__(self, database="hato", user="hato"):
         self.dir = tempfile.mkdtemp(prefix="hato-mdb-", dir="/tmp")
+        os.chmod(self.dir, 0o711)  # the daemons reach the socket as SERVICE_USER
         self.datadir = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.pid_file = os.path.join(self.dir, "mysqld.pid")
@@ -956,7 +981,7 @@ class Env:
         self.gateway = None
         self.config = Config(self.dir)
         c = self.config
-        c.section("hato").update({"node": "it-%s" % name})
+        c.section("hato").update({"node": "it-%s" % name, "user": SERVICE_USER})
         c.section("log").update({"level": "debug", "syslog": False})
         if self.db:
             c.section("db").update({"socket": self.db.socket, "user": self.db.user,

@@ -387,6 +387,11 @@ test_from_forms(void **state)
 		{ "dm@example.jp", "dm@example.jp" },
 		{ "  dm@example.jp  ", "dm@example.jp" },
 		{ "<dm@example.jp>", "<dm@example.jp>" },
+		{ "\"\" <dm@example.jp>", "<dm@example.jp>" },
+		{ " \t<dm@example.jp>", "<dm@example.jp>" },
+		{ "\r\n <dm@example.jp>", "<dm@example.jp>" },
+		{ "\"\r\nEvil\" <dm@example.jp>", "Evil <dm@example.jp>" },
+		{ "\" Taro \" <dm@example.jp>", "Taro <dm@example.jp>" },
 		{ "Hato Team <dm@example.jp>", "Hato Team <dm@example.jp>" },
 		{ "Hato Team<dm@example.jp>", "Hato Team <dm@example.jp>" },
 		{ "\"Hato Team\" <dm@example.jp>", "Hato Team <dm@example.jp>" },
@@ -493,8 +498,11 @@ test_prepare_errors(void **state)
 	char from[400];
 	memset(from, 'n', 300);
 	strcpy(from + 300, " <a@example.jp>");
+	char err[256] = "";
 	j = base_job;
 	j.from = from;
+	assert_null(compose_prepare(&j, err, sizeof(err)));
+	assert_string_equal(err, "From: display name longer than 256 octets");
 	assert_null(compose_prepare(&j, NULL, 0));
 
 	/* The charset's spelling does not matter; NULL means UTF-8. */
