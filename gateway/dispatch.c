@@ -424,11 +424,16 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 		fatalx("dispatch: out of memory");
 	m->lease = *l;
 	d->inflight++;
-	/* Stored addresses were checked at intake; quote what needs it. */
-	if (addr_parse(l->address, strlen(l->address), &a, &why) == 0)
-		addr_format(&a, m->rcpt, sizeof(m->rcpt));
-	else
-		snprintf(m->rcpt, sizeof(m->rcpt), "%s", l->address);
+	/* Stored addresses were checked at intake and are kept unquoted;
+	 * quote the local part whenever it is not a plain dot-atom. */
+	if (addr_parse(l->address, strlen(l->address), &a, &why) < 0) {
+		const char *at = strrchr(l->address, '@');
+		memset(&a, 0, sizeof(a));
+		snprintf(a.local, sizeof(a.local), "%.*s", at ? (int)(at - l->address) : 0, l->address);
+		snprintf(a.domain, sizeof(a.domain), "%s", at ? at + 1 : l->domain);
+		a.needs_quote = true;
+	}
+	addr_format(&a, m->rcpt, sizeof(m->rcpt));
 	snprintf(m->mail_from, sizeof(m->mail_from), "bounce+%llu@%s",
 	    (unsigned long long)l->id, d->cf->bounce_domain);
 	if (!(j = job_find(d, l->job_id))) {

@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,12 @@
 #define DEFAULT_DATA_TERM_MS	(10 * 60 * 1000)
 /* Nothing depends on the answer to QUIT: do not hold a shutdown for it. */
 #define QUIT_MAX_MS		(30 * 1000)
-/* An envelope address longer than this is not a valid path (RFC 5321 §4.5.3.1.3 says 256). */
-#define PATH_MAX_LEN		998
+/*
+ * The longest envelope address we put in a command. RFC 5321 §4.5.3.1.3
+ * says 256, but servers take longer ones and the server should be the
+ * judge; this only keeps "RCPT TO:<...>" within one 1000-octet line.
+ */
+#define PATH_MAX_LEN		960
 
 enum state {
 	ST_CONNECTING,	/* TCP handshake */
@@ -101,7 +106,7 @@ struct smtpc {
 
 	/* EHLO capabilities. */
 	bool pipelining, eightbitmime, starttls, size_offered;
-	unsigned long size_max;		/* 0: no limit given */
+	unsigned long long size_max;	/* 0: no limit given */
 	char auth[128];			/* mechanisms, as advertised */
 
 	/* The transaction in progress. */
@@ -307,7 +312,8 @@ io_close(struct smtpc *s)
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 	}
-	timer_stop(s);
+	if (s->timer != NULL)
+		timer_stop(s);
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -415,29 +421,23 @@ stuff_end(struct stuffer *d)
 static void
 send_content(struct smtpc *s, const struct smtpc_msg *m)
 {
-	struct stuffer *d;
+	struct stuffer d;
 	struct smtpc_reply why;
 
 	if (s->bev == NULL)
 		return;
-	/* 4 KiB: not on the stack of a libevent callback. */
-	if ((d = calloc(1, sizeof *d)) == NULL) {
-		noreply(&why, SMTPC_DOT, "cannot queue the message: out of memory");
-		fail_later(s, &why);
-		return;
-	}
-	d->out = bufferevent_get_output(s->bev);
-	d->bol = true;
+	memset(&d, 0, offsetof(struct stuffer, buf));
+	d.out = bufferevent_get_output(s->bev);
+	d.bol = true;
 	if (m != NULL) {
-		stuff(d, m->head, m->head_len);
-		stuff(d, m->body, m->body_len);
+		stuff(&d, m->head, m->head_len);
+		stuff(&d, m->body, m->body_len);
 	}
-	stuff_end(d);
-	if (d->err) {
+	stuff_end(&d);
+	if (d.err) {
 		noreply(&why, SMTPC_DOT, "cannot queue the message: out of memory");
 		fail_later(s, &why);
 	}
-	free(d);
 	s->data_queued = true;
 }
 
@@ -447,8 +447,10 @@ static void
 session_free(struct smtpc *s)
 {
 	io_close(s);
-	event_free(s->timer);
-	event_free(s->kick);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->kick != NULL)
+		event_free(s->kick);
 	free(s->host);
 	free(s->helo);
 	free(s);
@@ -579,8 +581,8 @@ caps_record(struct smtpc *s, const struct reply *r)
 	s->size_offered = reply_ehlo_keyword(r, "SIZE", &a, &n);
 	s->size_max = 0;
 	for (i = 0; s->size_offered && i < n && a[i] >= '0' && a[i] <= '9'; i++)
-		if (s->size_max < 1000000000000UL)	/* beyond any message of ours */
-			s->size_max = s->size_max * 10 + (unsigned long)(a[i] - '0');
+		if (s->size_max < 1000000000000ULL)	/* beyond any message of ours */
+			s->size_max = s->size_max * 10 + (unsigned long long)(a[i] - '0');
 	s->auth[0] = '\0';
 	if (reply_ehlo_keyword(r, "AUTH", &a, &n)) {
 		if (n >= sizeof s->auth)
@@ -906,11 +908,21 @@ on_error(struct smtpc *s, int err)
 {
 	struct smtpc_reply why;
 
-	if (s->state == ST_CONNECTING && (err == ECONNREFUSED || err == 0))
-		noreply(&why, SMTPC_CONNECT, "connection refused");
-	else if (s->state == ST_CONNECTING)
-		noreply(&why, SMTPC_CONNECT, "connect failed: %s", strerror(err));
-	else if (err == 0)
+	if (s->state == ST_CONNECTING) {
+		if (err == ECONNREFUSED)
+			noreply(&why, SMTPC_CONNECT, "connection refused");
+		else if (err == 0)
+			noreply(&why, SMTPC_CONNECT, "connect failed");
+		else
+			noreply(&why, SMTPC_CONNECT, "connect failed: %s", strerror(err));
+		fail(s, &why);
+		return;
+	}
+	/* A last reply may have come just before the reset. */
+	on_input(s);
+	if (s->state == ST_DEAD || s->state == ST_FAILING || s->bev == NULL)
+		return;
+	if (err == 0)
 		noreply(&why, stage_of(s->state), "connection lost");
 	else
 		noreply(&why, stage_of(s->state), "connection lost: %s", strerror(err));

@@ -80,7 +80,7 @@ struct cb_value {
 	char *val;
 	size_t len, cap;
 	size_t *seg_off, *seg_line;
-	size_t nseg;
+	size_t nseg, segcap;
 };
 
 /* Errors quote the submitter's text: shortened, cut on a UTF-8 boundary. */
@@ -280,23 +280,28 @@ cb_split(const char *line, size_t len, size_t *val_off)
 static int
 cb_append(struct cb_value *v, const char *s, size_t len, size_t line)
 {
-	size_t *o, *l;
+	size_t cap, *o, *l;
 	char *p;
 
 	if (v->len + len + 1 > v->cap) {
-		v->cap = (v->len + len + 1) * 2;
-		if ((p = realloc(v->val, v->cap)) == NULL)
+		cap = (v->len + len + 1) * 2;
+		if ((p = realloc(v->val, cap)) == NULL)
 			return -1;
 		v->val = p;
+		v->cap = cap;
 	}
-	if ((o = realloc(v->seg_off, (v->nseg + 1) * sizeof(*o))) == NULL)
-		return -1;
-	v->seg_off = o;
-	if ((l = realloc(v->seg_line, (v->nseg + 1) * sizeof(*l))) == NULL)
-		return -1;
-	v->seg_line = l;
-	o[v->nseg] = v->len;
-	l[v->nseg++] = line;
+	if (v->nseg == v->segcap) {
+		cap = v->segcap ? v->segcap * 2 : 8;
+		if ((o = realloc(v->seg_off, cap * sizeof(*o))) == NULL)
+			return -1;
+		v->seg_off = o;
+		if ((l = realloc(v->seg_line, cap * sizeof(*l))) == NULL)
+			return -1;
+		v->seg_line = l;
+		v->segcap = cap;
+	}
+	v->seg_off[v->nseg] = v->len;
+	v->seg_line[v->nseg++] = line;
 	memcpy(v->val + v->len, s, len);
 	v->len += len;
 	v->val[v->len] = '\0';
@@ -313,14 +318,21 @@ cb_reset(struct cb_value *v)
 	v->key = K_NONE;
 }
 
+/* The line of the segment holding off: a binary search, as a To value
+ * folded over many lines holds many entries. */
 static size_t
 cb_line_at(const struct cb_value *v, size_t off)
 {
-	size_t i = v->nseg;
+	size_t lo = 0, hi = v->nseg, mid;
 
-	while (i > 1 && v->seg_off[i - 1] > off)
-		i--;
-	return v->seg_line[i - 1];
+	while (hi - lo > 1) {
+		mid = lo + (hi - lo) / 2;
+		if (v->seg_off[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return v->seg_line[lo];
 }
 
 /* Entries of a To value: split on ',' and ';' outside quotes and <>. */

@@ -24,6 +24,10 @@
  * ∥ and ‖, － and −, ￠ ¢, ￡ £, ￢ ¬) are written as the other one when
  * only that one fits.
  *
+ * Guessing, for lists saved without a declared charset, tries in order: a
+ * byte order mark (UTF-8, or UTF-16 as Excel's "Unicode text" writes it),
+ * ISO-2022-JP escapes in 7-bit text, valid UTF-8, CP932, EUC-JP.
+ *
  * A leading U+FEFF is dropped from every conversion to UTF-8: a byte order
  * mark is never text. All results are malloc'd and NUL-terminated; NULL
  * means unknown charset, bytes not valid in it, or out of memory.
@@ -274,12 +278,9 @@ iconv_all(const char *to, const char *from, const char *in, size_t len, size_t *
 	return obuf_finish(&b, outlen);
 }
 
-/*
- * ISO-2022-JP (and the CP50220-2 variants) to CP932 bytes. Returns 1 when
- * the text uses a set CP932 does not have (JIS X 0212, 0213, the -2 sets),
- * -1 when it is not ISO-2022-JP at all.
- */
 enum jis_mode { JM_ASCII, JM_KANJI, JM_KANA };
+
+/* One escape sequence: 0 when it selects a set CP932 has, else 1. */
 
 static int
 jis_escape(const unsigned char *p, size_t left, enum jis_mode *mode, size_t *used)
@@ -309,6 +310,8 @@ jis_escape(const unsigned char *p, size_t left, enum jis_mode *mode, size_t *use
 	return 1;
 }
 
+/* JIS X 0208 row and cell to Shift_JIS, by the arithmetic that defines
+ * Shift_JIS; CP932's NEC and IBM rows follow it too. */
 static void
 jis_to_sjis(unsigned char j1, unsigned char j2, char out[2])
 {
@@ -325,6 +328,11 @@ jis_to_sjis(unsigned char j1, unsigned char j2, char out[2])
 	out[1] = (char)s2;
 }
 
+/*
+ * ISO-2022-JP (and the CP50220-2 variants) to CP932 bytes. Returns 1 when
+ * the text uses a set CP932 does not have (JIS X 0212, 0213, the -2 sets),
+ * -1 when it is not ISO-2022-JP at all (8-bit bytes, a cut-off pair).
+ */
 static int
 jis_to_cp932(const unsigned char *p, size_t len, struct obuf *b)
 {

@@ -18,9 +18,15 @@
  * Header values never keep CR, LF or other C0 controls (TAB excepted),
  * however they were encoded: callers copy them into new mail.
  *
- * Failure: -1 with a reason in err when GMime finds no message or a text
- * part fits no charset; the struct is then empty. Allocation failures of
- * GLib abort, as GLib does; ours return -1.
+ * The text is the first text/plain leaf that is not an attachment (in a
+ * multipart/alternative, its text/plain version), in UTF-8 with LF line
+ * ends, format=flowed undone. A part without a charset, or with one its
+ * bytes do not fit, is guessed (charset_guess_to_utf8); bytes nothing
+ * reads become U+FFFD rather than losing the whole mail.
+ *
+ * Failure: -1 with a reason in err for an empty input, one GMime finds no
+ * message in, or memory exhaustion; the struct is then empty. GLib's own
+ * allocation failures abort, as GLib does.
  */
 #include <stdint.h>
 #include <stdio.h>

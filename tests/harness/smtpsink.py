@@ -96,9 +96,11 @@ A rule is {"match": PATTERN, "from": PATTERN, STAGE: REPLIES, ...}:
     from    fnmatch pattern on the lower-cased sender (default "*").
     STAGE   one of "mail" (the reply to MAIL; only "from" is looked at, no
             recipient is known yet), "rcpt" (the reply to RCPT for that
-            recipient), "data" (the reply to DATA), "dot" (the reply after
-            the message). For "data" and "dot", the rule applies when any
-            accepted recipient of the transaction matches.
+            recipient), "data" (the reply to DATA), "content" (what to do
+            instead of reading the message after 354: only "freeze",
+            "close" or "hang"), "dot" (the reply after the message). For
+            "data", "content" and "dot", the rule applies when any accepted
+            recipient of the transaction matches.
 
 The first rule, in order, that matches and has the stage decides. Its list
 of replies is consumed one per attempt, per rule and stage; the last one
@@ -107,7 +109,11 @@ repeats. Without a matching rule the sink answers the usual 250/354.
 A reply is an SMTP reply ("451 4.3.0 Try again later"; "\\n" separates the
 lines of a multi-line reply, each written with its own code) or a special:
 
-    "hang"              never answer; wait until the client goes away.
+    "hang"              never answer; read and discard until the client
+                        goes away.
+    "freeze"            never answer and stop reading, so that the client's
+                        writes back up (to test its send timeouts); the
+                        connection stays until the sink stops.
     "close"             drop the connection at once.
     "sleep SECS REPLY"  wait SECS seconds (a float), then answer REPLY.
 
@@ -146,7 +152,8 @@ DEFAULT_SIZE = 10 * 1024 * 1024
 UNBOUNDED_SIZE = 64 * 1024 * 1024	# what "size": 0 still enforces
 
 SESSION_STAGES = ("greeting", "connect", "ehlo", "helo", "rset", "quit")
-RULE_STAGES = ("mail", "rcpt", "data", "dot")
+RULE_STAGES = ("mail", "rcpt", "data", "content", "dot")
+SPECIALS = ("hang", "freeze", "close")
 SCRIPT_KEYS = set(SESSION_STAGES) | {"pipelining", "size", "8bitmime", "extensions", "rules"}
 RULE_KEYS = set(RULE_STAGES) | {"match", "from"}
 
@@ -157,8 +164,10 @@ def _check_reply(reply, where):
     """Raises ValueError unless reply is something the sink can say."""
     if not isinstance(reply, str):
         raise ValueError(f"{where}: reply {reply!r} is not a string")
-    if reply in ("hang", "close"):
+    if reply in SPECIALS:
         return
+    if where.endswith(".content"):
+        raise ValueError(f"{where}: only {', '.join(SPECIALS)} here, not {reply!r}")
     if reply.startswith("sleep "):
         parts = reply.split(" ", 2)
         try:
@@ -223,7 +232,7 @@ def _final_code(reply):
     """The code a reply ends up sending, or None for hang/close."""
     while reply.startswith("sleep "):
         reply = reply.split(" ", 2)[2]
-    if reply in ("hang", "close"):
+    if reply in SPECIALS:
         return None
     return int(reply[:3])
 
@@ -331,6 +340,10 @@ class _Session:
             self.log(">", "(hang)")
             await self.hang()
             return False
+        if text == "freeze":
+            self.log(">", "(freeze)")
+            await asyncio.Event().wait()	# until the sink stops
+            return False
         if text == "close":
             self.log(">", "(close)")
             self.writer.transport.abort()
@@ -437,6 +450,9 @@ class _Session:
             return await self.reply(reply)
         if not await self.reply(reply):
             return False
+        special = self.sink._rule_reply("content", self.rcpts, self.mail_from)
+        if special is not None:
+            return await self.reply(special)
         got = await self.read_data()
         if got is None:
             return False
@@ -527,7 +543,7 @@ class Sink:
         self._stopping = None
         self._ready = threading.Event()
         self._error = None
-        self._tasks = set()
+        self._conns = set()
 
     # -- the owner's side (any thread) --
 
@@ -621,15 +637,15 @@ class Sink:
             await self._stopping.wait()
         finally:
             server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            for conn in list(self._conns):
+                conn.cancel()
+            if self._conns:
+                await asyncio.gather(*self._conns, return_exceptions=True)
             await server.wait_closed()
 
     async def _accept(self, reader, writer):
-        task = asyncio.current_task()
-        self._tasks.add(task)
+        me = asyncio.current_task()
+        self._conns.add(me)
         with self._lock:
             self._stats["connections"] += 1
             serial = self._stats["connections"]
@@ -652,7 +668,7 @@ class Sink:
                 writer.transport.abort()
             with self._lock:
                 self._stats["concurrent"] -= 1
-            self._tasks.discard(task)
+            self._conns.discard(me)
 
     def _session_reply(self, stage):
         with self._lock:

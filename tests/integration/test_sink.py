@@ -178,6 +178,41 @@ def hang_greeting_and_stop():
 
 
 @test
+def content_freeze_and_close():
+    script = {"rules": [{"match": "frozen@*", "content": "freeze"},
+                        {"match": "dropped@*", "content": "close"}]}
+    with Sink(script=script) as sink:
+        for rcpt, want in (("frozen@x.example", socket.timeout), ("dropped@x.example", ConnectionError)):
+            r = Raw(sink.port, timeout=0.5)
+            r.reply()
+            r.send(b"EHLO raw.test\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<" + rcpt.encode() + b">\r\nDATA\r\n")
+            r.reply()
+            for _ in range(3):
+                r.reply()
+            t0 = time.monotonic()
+            try:
+                # More than any socket buffers hold: a frozen peer makes it stall.
+                r.send((b"x" * 998 + b"\r\n") * 20000)
+                r.send(b".\r\n")
+                r.reply()
+                raise AssertionError(f"{rcpt}: the message went through")
+            except want:
+                pass
+            except ConnectionError:
+                assert want is ConnectionError
+            assert time.monotonic() - t0 < 5
+            r.close()
+        assert sink.messages() == []
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 3	# stop() did not wait for the frozen one
+    try:
+        Sink(script={"rules": [{"match": "*", "content": "250 Ok"}]})
+        raise AssertionError("content took a reply")
+    except ValueError:
+        pass
+
+
+@test
 def greeting_421_and_list():
     with Sink(script={"greeting": ["421 4.3.2 Busy", "220 ok now"]}) as sink:
         try:

@@ -644,6 +644,52 @@ test_hang_timeouts(void **state)
 	assert_int_equal(record_count(fx), 0);
 }
 
+/* SIZE advertised: a message over it is refused at MAIL, before its data. */
+static void
+test_size_refused(void **state)
+{
+	struct fx *fx = *state;
+
+	sink_start(fx, "{\"size\": 20}");
+	plan(fx, &msg_dots);
+	run(fx);
+	assert_int_equal(fx->ndone, 1);
+	expect_reply(&fx->done[0], 552, "5.3.4", SMTPC_MAIL, "size exceeds");
+	assert_true(fx->closed_null);
+}
+
+/* A server that stops reading mid-message: the data block timeout. */
+static void
+test_data_block_timeout(void **state)
+{
+	/* More than the socket buffers of loopback can hold. */
+	static const size_t size = 16 << 20;
+	struct fx *fx = *state;
+	struct smtpc_msg big = { "s@hato.test", "big@example.net", "Subject: big\r\n\r\n", 15, NULL, 0, NULL };
+	struct sockaddr_in sin;
+	struct smtpc_conf c;
+	char *body;
+	size_t i;
+
+	body = malloc(size);
+	assert_non_null(body);
+	for (i = 0; i < size; i++)
+		body[i] = (i % 100 == 98) ? '\r' : (i % 100 == 99) ? '\n' : 'x';
+	big.body = body;
+	big.body_len = size;
+
+	sink_start(fx, "{\"size\": 0, \"rules\": [{\"match\": \"big@*\", \"content\": \"freeze\"}]}");
+	sin = loopback(fx->port);
+	c = conf_for(&sin);
+	c.data_block_ms = 300;
+	plan(fx, &big);
+	run_session(fx, &c);
+	free(body);
+	assert_int_equal(fx->ndone, 1);
+	expect_reply(&fx->done[0], 0, "", SMTPC_DOT, "timeout sending message data");
+	expect_reply(&fx->closed, 0, "", SMTPC_DOT, "timeout sending message data");
+}
+
 /* A hanging greeting: before any message, only closed(why). */
 static void
 test_greeting_timeout(void **state)
@@ -876,6 +922,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dot_451, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_554, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hang_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_size_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_block_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_greeting_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_greeting_421, setup, teardown),

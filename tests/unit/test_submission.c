@@ -442,6 +442,35 @@ test_large_list(void **state)
 	submission_free(&s);
 }
 
+/* One To value folded over 100,000 lines: each entry keeps its own line. */
+static void
+test_large_to_block(void **state)
+{
+	static const char head[] =
+		"Content-Type: text/plain; charset=UTF-8\r\n\r\n"
+		"Subject: folded\r\nTo: first@example.jp,\r\n";
+	const size_t lines = 100000;
+	size_t i, n, cap = sizeof(head) + lines * 32 + 32;
+	char *mail = malloc(cap), err[256];
+	struct submission s;
+
+	(void)state;
+	assert_non_null(mail);
+	n = (size_t)snprintf(mail, cap, "%s", head);
+	for (i = 0; i < lines; i++)
+		n += (size_t)snprintf(mail + n, cap - n, " u%zu@example.jp,\r\n", i);
+	n += (size_t)snprintf(mail + n, cap - n, "\r\nbody\r\n");
+	if (parse_mail(mail, n, &s, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	free(mail);
+	assert_int_equal(s.nrcpt, lines + 1);
+	assert_int_equal(s.naccepted, lines + 1);
+	expect_rcpt(&s.rcpts[1], "u0@example.jp", RCPT_ACCEPTED, NULL, "To", 3);
+	expect_rcpt(&s.rcpts[lines], "u99999@example.jp", RCPT_ACCEPTED, NULL, "To", lines + 2);
+	assert_string_equal(s.body, "body\n");
+	submission_free(&s);
+}
+
 static int
 setup(void **state)
 {
@@ -464,6 +493,7 @@ main(void)
 		cmocka_unit_test(test_bom_csv),
 		cmocka_unit_test(test_other_lists),
 		cmocka_unit_test(test_large_list),
+		cmocka_unit_test(test_large_to_block),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
