@@ -37,6 +37,7 @@
  * memory fails; dkim_body_hash returns NULL only when OpenSSL or memory
  * fails.
  */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,7 +56,9 @@
 #define LINE_SOFT 78
 #define NAME_MAX_LEN 253	/* a domain; selectors too are DNS names */
 #define RSA_MIN_BITS 1024	/* RFC 8301 3.2 */
-#define HEADERS_MAX 64		/* names in h=, and fields a head may hold per name */
+#define NAMES_MAX 64		/* names in h= */
+#define NAME_LEN_MAX 128	/* one name in h= */
+#define FIELDS_MAX 128		/* fields in a head */
 #define SIG_MAX 1024		/* octets of a signature: RSA 8192 bits */
 
 enum dkim_alg {
@@ -97,12 +100,6 @@ buf_add(struct buf *b, const char *s, size_t n)
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
-}
-
-static void
-buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
 }
 
 static bool
@@ -268,28 +265,25 @@ bh_put(struct bodyhash *h, const char *s, size_t n)
 	h->fill += n;
 }
 
-/* One line without its CRLF, canonical: runs of white space become one SP,
- * trailing white space goes. */
+/* One line without its CRLF, canonical: each run of white space becomes
+ * one SP, a run at the end goes. */
 static void
 bh_line(struct bodyhash *h, const char *s, size_t n)
 {
-	bool wsp = false;
-	size_t run = 0;
+	size_t i = 0, w, t;
 
-	for (size_t i = 0; i < n; i++) {
-		if (is_wsp(s[i])) {
-			wsp = true;
-			continue;
-		}
-		if (wsp) {
-			bh_put(h, s + i - run, run);
+	while (i < n) {
+		for (w = 0; i + w < n && is_wsp(s[i + w]); w++)
+			;
+		if (i + w == n)
+			break;
+		for (t = 0; i + w + t < n && !is_wsp(s[i + w + t]); t++)
+			;
+		if (w > 0)
 			bh_put(h, " ", 1);
-			run = 0;
-			wsp = false;
-		}
-		run++;
+		bh_put(h, s + i + w, t);
+		i += w + t;
 	}
-	bh_put(h, s + n - run - (wsp ? 0 : 0), run);
 	bh_put(h, "\r\n", 2);
 }
 
@@ -436,7 +430,7 @@ canon_field(struct buf *out, const char *p, size_t len, bool crlf)
 static bool
 name_ok(const char *s, size_t n)
 {
-	if (n == 0 || n > 128)
+	if (n == 0 || n > NAME_LEN_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ':')
@@ -452,16 +446,16 @@ name_ok(const char *s, size_t n)
  */
 static int
 signed_fields(const struct field *f, size_t nf, const char *headers,
-    struct buf *data, char names[][129], size_t *nnames)
+    struct buf *data, char names[][NAME_LEN_MAX + 1], size_t *nnames)
 {
-	bool used[HEADERS_MAX] = { false }, from = false;
+	bool used[FIELDS_MAX] = { false }, from = false;
 	const char *p = headers;
 	size_t nn = 0;
 
 	while (*p != '\0') {
 		size_t n = strcspn(p, ":");
 
-		if (!name_ok(p, n) || nn == HEADERS_MAX)
+		if (!name_ok(p, n) || nn == NAMES_MAX)
 			return -1;
 		for (size_t i = 0; i < n; i++)
 			names[nn][i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] - 'A' + 'a' : p[i]);
@@ -508,9 +502,31 @@ tag_add(struct tagw *w, const char *s, size_t n)
 	w->col += n;
 }
 
+static void tag(struct tagw *, const char *, ...) __attribute__((format(printf, 2, 3)));
+
+/* One whole tag with its semicolon, on this line when it fits. A tag
+ * longer than a line (a d= of 253 octets) stands alone on its own. */
+static void
+tag(struct tagw *w, const char *fmt, ...)
+{
+	char t[NAME_MAX_LEN + 64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(t, sizeof(t), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(t)) {
+		w->b.oom = true;
+		return;
+	}
+	tag_fold(w, (size_t)n);
+	tag_add(w, t, (size_t)n);
+}
+
 /* h=, folded after a colon where the next name would not fit. */
 static void
-tag_h(struct tagw *w, char names[][129], size_t nn)
+tag_h(struct tagw *w, char names[][NAME_LEN_MAX + 1], size_t nn)
 {
 	tag_fold(w, 2 + strlen(names[0]) + (nn > 1 ? 1 : 0));
 	tag_add(w, "h=", 2);
@@ -554,33 +570,16 @@ sign_data(const struct dkim_key *k, const char *data, size_t len,
  * signature then completes. */
 static void
 sig_tags(struct tagw *w, const struct dkim_key *k, const char *bh,
-    char names[][129], size_t nn, long now)
+    char names[][NAME_LEN_MAX + 1], size_t nn, long now)
 {
-	char t[48];
-
-	tag_add(w, "DKIM-Signature: v=1;", 20);
-	snprintf(t, sizeof(t), "a=%s;",
-	    k->alg == DKIM_RSA_SHA256 ? "rsa-sha256" : "ed25519-sha256");
-	tag_fold(w, strlen(t));
-	tag_add(w, t, strlen(t));
-	tag_fold(w, 20);
-	tag_add(w, "c=relaxed/relaxed;", 18);
-	tag_fold(w, strlen(k->domain) + 3);
-	tag_add(w, "d=", 2);
-	tag_add(w, k->domain, strlen(k->domain));
-	tag_add(w, ";", 1);
-	tag_fold(w, strlen(k->selector) + 3);
-	tag_add(w, "s=", 2);
-	tag_add(w, k->selector, strlen(k->selector));
-	tag_add(w, ";", 1);
-	snprintf(t, sizeof(t), "t=%ld;", now);
-	tag_fold(w, strlen(t));
-	tag_add(w, t, strlen(t));
+	tag_add(w, "DKIM-Signature: v=1;", strlen("DKIM-Signature: v=1;"));
+	tag(w, "a=%s;", k->alg == DKIM_RSA_SHA256 ? "rsa-sha256" : "ed25519-sha256");
+	tag(w, "c=relaxed/relaxed;");
+	tag(w, "d=%s;", k->domain);
+	tag(w, "s=%s;", k->selector);
+	tag(w, "t=%ld;", now);
 	tag_h(w, names, nn);
-	tag_fold(w, strlen(bh) + 4);
-	tag_add(w, "bh=", 3);
-	tag_add(w, bh, strlen(bh));
-	tag_add(w, ";", 1);
+	tag(w, "bh=%s;", bh);
 	/* b= on a line of its own: its value then folds the same way
 	 * whatever its length. */
 	buf_add(&w->b, "\r\n b=", 5);
@@ -610,15 +609,16 @@ char *
 dkim_sign(const struct dkim_key *k, const char *head, size_t head_len,
     const char *bh, const char *headers, long now)
 {
-	struct field f[HEADERS_MAX * 2];
-	char names[HEADERS_MAX][129];
+	struct field f[FIELDS_MAX];
+	char names[NAMES_MAX][NAME_LEN_MAX + 1];
 	unsigned char sig[SIG_MAX];
 	size_t nf, nn, siglen = sizeof(sig);
 	struct buf data = { 0 };
 	struct tagw w = { .col = 0 };
 	char *b = NULL;
 
-	if (k == NULL || head == NULL || bh == NULL || headers == NULL ||
+	if (k == NULL || head == NULL || bh == NULL || headers == NULL || now < 0 ||
+	    bh[0] == '\0' || strlen(bh) > 128 ||
 	    strspn(bh, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != strlen(bh) ||
 	    head_fields(head, head_len, f, sizeof(f) / sizeof(f[0]), &nf) == -1 ||
 	    signed_fields(f, nf, headers, &data, names, &nn) == -1)

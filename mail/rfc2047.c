@@ -17,6 +17,14 @@
  * a word too long to fold within 998 octets are encoded too: the first
  * would not read back as written, the second would break the line limit.
  *
+ * rfc2047_encode_charset does the same in another charset (ISO-2022-JP for
+ * the carriers that want it). Plain ASCII goes out as above; other text
+ * becomes "=?ISO-2022-JP?B?...?=" words, each converted by itself (mail/
+ * charset), so each starts in ASCII, ends with ESC ( B and decodes alone
+ * (RFC 1468). A word takes as many whole characters as its 75 octets hold
+ * once converted. Text with a character the charset lacks is refused as a
+ * whole, never written with '?': the caller then picks UTF-8.
+ *
  * The result is malloc'd, has no final CRLF, and is NULL only when memory
  * runs out.
  */
@@ -24,7 +32,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "mail/charset.h"
 #include "mail/rfc2047.h"
 
 #define LINE_SOFT 78		/* RFC 5322 2.1.1: SHOULD */
@@ -215,9 +225,15 @@ base64(const unsigned char *in, size_t n, struct buf *out)
 
 /* The most raw octets an encoded word of wmax octets can hold. */
 static size_t
+word_room_for(size_t wmax, size_t overhead)
+{
+	return (wmax - overhead) / 4 * 3;
+}
+
+static size_t
 word_room(size_t wmax)
 {
-	return (wmax - WORD_OVERHEAD) / 4 * 3;
+	return word_room_for(wmax, WORD_OVERHEAD);
 }
 
 /* Encoded words, one a line. The first one is sized to fit beside the
@@ -249,6 +265,96 @@ encode_words(const char *s, size_t name_len, struct buf *out)
 		i += take;
 		room = word_room(WORD_MAX);
 	}
+}
+
+/*
+ * Encoded words in a charset other than UTF-8. A word grows one whole
+ * character at a time and is converted again each time: a stateful charset
+ * spends octets on escapes that only the whole word shows, and words are
+ * short. The text converts as a whole (checked by the caller), so every
+ * part of it does too, and a failed conversion here means no memory.
+ */
+static void
+encode_words_conv(const char *s, size_t name_len, const char *charset, struct buf *out)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, take, len, clen, best_len, room;
+	size_t overhead = strlen(charset) + 7, wmin = overhead + 12;
+	size_t first = name_len + WORD_MAX <= LINE_SOFT ? WORD_MAX :
+	    name_len + wmin <= LINE_SOFT ? LINE_SOFT - name_len : wmin;
+	char *conv, *best;
+	uint32_t cp;
+
+	room = word_room_for(first, overhead);
+	while (i < n && !out->oom) {
+		best = NULL;
+		best_len = 0;
+		for (take = 0; i + take < n; take += len) {
+			if ((len = utf8_next(u + i + take, n - i - take, &cp)) == 0)
+				len = 1;	/* not after clean(); never loop forever */
+			conv = charset_from_utf8(charset, s + i, take + len, &clen, NULL);
+			if (conv == NULL) {
+				out->oom = true;
+				break;
+			}
+			/* The first character always goes in: 12 base64 octets
+			 * hold any one character with its escapes. */
+			if (clen > room && best != NULL) {
+				free(conv);
+				break;
+			}
+			free(best);
+			best = conv;
+			best_len = clen;
+		}
+		if (best == NULL)
+			break;
+		if (i > 0)
+			buf_add(out, "\r\n ", 3);
+		buf_add(out, "=?", 2);
+		buf_add(out, charset, strlen(charset));
+		buf_add(out, "?B?", 3);
+		base64((const unsigned char *)best, best_len, out);
+		buf_add(out, "?=", 2);
+		free(best);
+		i += take;
+		room = word_room_for(WORD_MAX, overhead);
+	}
+}
+
+char *
+rfc2047_encode_charset(const char *utf8, size_t name_len, const char *charset,
+    bool *unfit)
+{
+	struct buf text = { 0 }, out = { 0 };
+	char *conv;
+
+	if (unfit != NULL)
+		*unfit = false;
+	if (charset == NULL || strcasecmp(charset, "UTF-8") == 0)
+		return rfc2047_encode(utf8, name_len);
+	clean(utf8 ? utf8 : "", &text);
+	if (text.oom) {
+		free(text.p);
+		return NULL;
+	}
+	buf_add(&out, "", 0);
+	if (ascii_plain(text.p) && fold_ascii(text.p, name_len, NULL) <= LINE_HARD)
+		fold_ascii(text.p, name_len, &out);
+	else if ((conv = charset_from_utf8(charset, text.p, text.len, NULL, NULL)) != NULL) {
+		free(conv);
+		encode_words_conv(text.p, name_len, charset, &out);
+	} else {
+		if (unfit != NULL)
+			*unfit = true;
+		out.oom = true;
+	}
+	free(text.p);
+	if (out.oom) {
+		free(out.p);
+		return NULL;
+	}
+	return out.p;
 }
 
 char *

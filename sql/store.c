@@ -315,16 +315,25 @@ fetch(struct store *s, MYSQL_STMT *st, struct binds *r, const char *what)
 	return 1;
 }
 
+/*
+ * A connection idle across a server restart only shows it is dead when it
+ * is used. Nothing has happened in the transaction yet, so the one case
+ * worth retrying at once, on a new connection, is its start.
+ */
 static int
 tx_begin(struct store *s)
 {
 	int rc;
 
-	if ((rc = store_connect(s)) != STORE_OK)
-		return rc;
-	if (mysql_real_query(s->my, "START TRANSACTION", 17))
-		return my_failed(s, "begin");
-	return STORE_OK;
+	for (int tries = 0; tries < 2; tries++) {
+		if ((rc = store_connect(s)) != STORE_OK)
+			return rc;
+		if (mysql_real_query(s->my, "START TRANSACTION", 17) == 0)
+			return STORE_OK;
+		if ((rc = my_failed(s, "begin")) != STORE_RETRY || s->my)
+			return rc;
+	}
+	return rc;
 }
 
 static int

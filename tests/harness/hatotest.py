@@ -13,10 +13,26 @@ The runner runs the functions in file order, each under an alarm, prints
 "name ... ok" or "name ... FAIL" (with the traceback and the tail of every log
 the test produced), then "N passed, M failed", and exits non-zero on failure.
 
+If the test process itself is killed, a small watchdog process (it reads the
+PIDs and directories from a pipe) stops what is left, by PID, and removes
+the directories.
+
 Environment: HATO_SOURCE (source tree), HATO_BUILD (CMake build tree),
 HATO_KEEP=1 keeps the temporary directories of failed tests,
 HATO_TEST_TIMEOUT overrides the default per-test timeout (seconds),
+HATO_TEST_USER is the [hato] user the daemons drop to (default: "nobody"
+when run as root, so that the privilege drop is exercised),
 HATO_VERBOSE=1 prints every daemon command and hatoctl call.
+
+Typical use (see tests/integration/test_e2e.py):
+
+    env = hatotest.Env("name")               # private MariaDB, hato.ini
+    sink = env.relay_sink("docomo")          # smtpsink.Sink as [relay docomo]
+    env.route("docomo.ne.jp", "relay:docomo")
+    env.start()                              # db init, hato-intake, hato-gateway
+    sub = env.submit(env.submission(["taro@docomo.ne.jp"], "件名", "本文\\n"))
+    job_id = hatotest.job_id_of(sub.one())
+    env.wait_job_done(job_id)
 """
 
 import atexit
@@ -157,8 +173,10 @@ def tempdir(name="t"):
     d = tempfile.mkdtemp(prefix="hato-%s-" % re.sub(r"[^A-Za-z0-9_]", "_", name)[:24], dir="/tmp")
     os.chmod(d, 0o711)  # the daemons may run as SERVICE_USER
     _scope.tempdirs.append(d)
+    _watch("dir", d)
 
     def remove():
+        _watch("undir", d)
         if KEEP and _scope_failed[0]:
             print("  kept %s" % d, file=sys.stderr)
             return
@@ -250,6 +268,69 @@ def check_eq(got, want, what="value"):
         raise TestFailure("%s: got %r, want %r" % (what, got, want))
 
 
+# A watchdog outlives this process: it learns every PID and directory a test
+# starts, and when its pipe from us closes (we exited, or were killed
+# outright) it stops whatever is still listed, by PID, and removes the
+# directories. The parent-death signal alone is not enough: the kernel clears
+# it when a daemon drops root.
+_WATCHDOG_CODE = r"""
+import os, shutil, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+pids, dirs = set(), set()
+keep = os.environ.get("HATO_KEEP") == "1"
+for line in sys.stdin:
+    cmd, _, arg = line.rstrip("\n").partition(" ")
+    if cmd == "pid":
+        pids.add(int(arg))
+    elif cmd == "unpid":
+        pids.discard(int(arg))
+    elif cmd == "dir":
+        dirs.add(arg)
+    elif cmd == "undir":
+        dirs.discard(arg)
+
+def alive(p):
+    try:
+        with open("/proc/%d/stat" % p) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+    live = [p for p in pids if alive(p)]
+    if not live:
+        break
+    for p in live:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+    end = time.monotonic() + wait
+    while time.monotonic() < end and any(alive(p) for p in live):
+        time.sleep(0.05)
+if pids:
+    print("hatotest watchdog: stopped leftover pids %s" % sorted(pids), file=sys.stderr)
+if not keep:
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+"""
+
+_watchdog = None
+
+
+def _watch(cmd, arg):
+    global _watchdog
+    try:
+        if _watchdog is None:
+            _watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG_CODE], stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        _watchdog.stdin.write(("%s %s\n" % (cmd, arg)).encode())
+        _watchdog.stdin.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _pdeath_prefix():
     # Children die with the test process even if it is killed outright.
     return [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
@@ -292,11 +373,16 @@ class MariaDB:
     def __init__(self, database="hato", user="hato"):
         self.dir = tempfile.mkdtemp(prefix="hato-mdb-", dir="/tmp")
         os.chmod(self.dir, 0o711)  # the daemons reach the socket as SERVICE_USER
+        _watch("dir", self.dir)
         self.datadir = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.pid_file = os.path.join(self.dir, "mysqld.pid")
         self.error_log = os.path.join(self.dir, "error.log")
         self.output_log = os.path.join(self.dir, "mariadbd.out")
+        # Its own tmpdir: concurrent servers sharing /tmp trip over each
+        # other's "#sql-temptable-*" files.
+        self.tmpdir = os.path.join(self.dir, "tmp")
+        os.mkdir(self.tmpdir, 0o700)
         self.database = database
         self.user = user
         self.password = secrets.token_hex(12)
@@ -307,18 +393,31 @@ class MariaDB:
         defer(self.cleanup)
         on_failure(lambda: "--- mariadb %s (tail)\n%s" % (self.error_log, tail(self.error_log, 15)))
 
-    def install(self):
-        os.makedirs(self.datadir, exist_ok=True)
+    def install(self, tries=3):
         out = os.path.join(self.dir, "install.log")
-        with open(out, "wb") as f:
-            r = subprocess.run(
-                [MARIADB_INSTALL_DB, "--no-defaults", "--datadir=" + self.datadir, "--user=root",
-                 "--skip-test-db", "--auth-root-authentication-method=normal",
-                 "--innodb-log-file-size=16M"],
-                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
-        if r.returncode != 0:
-            raise TestFailure("mariadb-install-db failed (%d):\n%s" % (r.returncode, tail(out, 30)))
-        self.installed = True
+        reports = []
+        for attempt in range(1, tries + 1):
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            os.makedirs(self.datadir)
+            with open(out, "wb") as f:
+                r = subprocess.run(
+                    [MARIADB_INSTALL_DB, "--no-defaults", "--datadir=" + self.datadir, "--user=root",
+                     "--skip-test-db", "--auth-root-authentication-method=normal",
+                     "--innodb-log-file-size=16M", "--tmpdir=" + self.tmpdir],
+                    stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
+            if r.returncode == 0:
+                if reports:
+                    print("  (mariadb-install-db needed %d tries: %s)" % (attempt, "; ".join(reports)), file=sys.stderr)
+                self.installed = True
+                return
+            with open(out, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            lines = text.splitlines()
+            errors = [l for l in lines if "ERROR" in l or "rror" in l.split(":")[0] or "[ERROR]" in l]
+            reports.append("try %d exited %d: %s" % (attempt, r.returncode, " | ".join((errors or lines[:5])[:8])))
+            time.sleep(0.5)
+        raise TestFailure("mariadb-install-db failed %d times:\n%s\nlast output (head):\n%s"
+                          % (tries, "\n".join(reports), "\n".join(lines[:25])))
 
     def start(self, timeout=30.0):
         if self.proc is not None and self.proc.poll() is None:
@@ -329,6 +428,7 @@ class MariaDB:
             MARIADBD, "--no-defaults",
             "--datadir=" + self.datadir,
             "--socket=" + self.socket,
+            "--tmpdir=" + self.tmpdir,
             "--skip-networking",
             "--user=root",
             "--pid-file=" + self.pid_file,
@@ -349,6 +449,7 @@ class MariaDB:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             out.close()
+        _watch("pid", self.proc.pid)
 
         def up():
             if self.proc.poll() is not None:
@@ -385,6 +486,8 @@ class MariaDB:
         if self.proc is None:
             return None
         rc = _stop_pid(self.proc, timeout)
+        if rc is not None:
+            _watch("unpid", self.proc.pid)
         self.proc = None
         # mariadbd removes its socket on a clean exit; make sure it is gone.
         wait_until(lambda: not os.path.exists(self.socket) or _unlink(self.socket), 5, what="socket removal")
@@ -402,6 +505,7 @@ class MariaDB:
                 print("  kept %s" % self.dir, file=sys.stderr)
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
+            _watch("undir", self.dir)
 
     def root(self, database=None):
         return pymysql.connect(unix_socket=self.socket, user="root", password="", database=database,
@@ -544,6 +648,7 @@ class Daemon:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          cwd=os.path.dirname(self.log_path))
+        _watch("pid", self.proc.pid)
         return self
 
     @property
@@ -576,6 +681,8 @@ class Daemon:
         if self.proc is None:
             return self.returncode
         rc = _stop_pid(self.proc, timeout)
+        if rc is not None:
+            _watch("unpid", self.proc.pid)
         self.returncode = rc
         self.proc = None
         return rc

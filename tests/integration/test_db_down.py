@@ -77,6 +77,36 @@ def test_db_lost_between_submissions():
     env.stop_clean()
 
 
+def test_gateway_rides_out_db_restart():
+    env = H.Env("dbdown_gw")
+    sink = env.relay_sink("default")
+    env.route("*", "relay:default")
+    env.start()
+    r = env.submit(env.submission(["before@example.com"], "再起動前", BODY)).one()
+    check(r.code == 250, "first submission: %r", r)
+    env.wait_job_done(H.job_id_of(r), 20)
+
+    seen = len(env.gateway.log_text())
+    env.db.stop()
+
+    def noticed():
+        new = env.gateway.log_text()[seen:].lower()
+        return any(w in new for w in ("warn", "error", "fail", "unavailable", "gone away", "lost connection"))
+    H.wait_until(noticed, 5, what="the gateway to log that MariaDB is away")
+    env.gateway.assert_running()
+    env.db.start()
+
+    data = env.submission(["after@example.com"], "再起動後", BODY)
+    r = env.submit(data).one()
+    if r.code != 250:  # intake's stale connection is test_db_lost_between_submissions' business
+        r = env.submit(data).one()
+    check(r.code == 250, "submission after the restart: %r", r)
+    env.wait_job_done(H.job_id_of(r), 20)
+    got = sorted(H.addr_of(m["rcpts"][0]) for m in sink.messages())
+    check_eq(got, ["after@example.com", "before@example.com"], "recipients that arrived")
+    env.stop_clean()
+
+
 def test_unknown_sender():
     env = intake_env("unknown")
     stranger = "stranger@example.net"

@@ -89,6 +89,7 @@ def submit_and_check(env, data, subject, body):
         check(len(log) >= 1 and log[-1]["outcome"] == "sent", "delivery_log of %s: %r", addr, log)
 
     seen = {}
+    msgids = set()
     for name, sink in env.sinks.items():
         for m in sink.messages():
             rcpts = [H.addr_of(r) for r in m["rcpts"]]
@@ -121,6 +122,10 @@ def submit_and_check(env, data, subject, body):
             check_eq(str(msg["Subject"]), subject, "decoded Subject for %s" % rcpt)
             check_eq(H.text_body(msg).rstrip("\n"), body.rstrip("\n"), "decoded body for %s" % rcpt)
             check(msg["Message-ID"] is not None, "no Message-ID in the copy for %s", rcpt)
+            check(msg["Message-ID"] not in msgids, "Message-ID %s used twice", msg["Message-ID"])
+            msgids.add(msg["Message-ID"])
+            froms = [a.addr_spec.lower() for a in msg["From"].addresses] if msg["From"] else []
+            check_eq(froms, [env.submitter], "From of the copy for %s" % rcpt)
             check(msg["Date"] is not None, "no Date in the copy for %s", rcpt)
     check_eq(sorted(seen), sorted(RECIPIENTS), "recipients that arrived")
 

@@ -2,6 +2,8 @@
 5xx fails at once with the code and text recorded, and the job is done when
 nothing is left queued or deferred."""
 
+import re
+
 import hatotest as H
 from hatotest import check, check_eq
 
@@ -20,6 +22,12 @@ def by_address(env, job_id):
 
 def arrived(sink, addr):
     return [m for m in sink.messages() if [H.addr_of(r) for r in m["rcpts"]] == [addr]]
+
+
+def mail_attempts(sink, delivery_id):
+    """MAIL commands the sink saw for a delivery (its envelope sender names it)."""
+    rx = re.compile(r"^<?bounce\+%d(?:[^0-9@][^@]*)?@" % delivery_id, re.I)
+    return sum(1 for _, sender in sink.mail_times() if rx.match(sender or ""))
 
 
 def submit(env, rcpts):
@@ -57,6 +65,7 @@ def test_rcpt_4xx_then_5xx():
     check_eq([int(row["attempt"]) for row in log], [1, 2], "attempt numbers in delivery_log")
     waited = (log[1]["at"] - log[0]["at"]).total_seconds()
     check(waited >= 0.9, "retry after %.3fs, before the 1s retry interval", waited)
+    check_eq(mail_attempts(sink, r["id"]), 2, "MAIL commands the sink saw for retry@example.com")
 
     f = d["dead@fail.example"]
     check_eq(f["state"], "failed", "dead@fail.example state")
@@ -65,6 +74,7 @@ def test_rcpt_4xx_then_5xx():
     check_eq(f["last_status"], "5.1.1", "dead@fail.example last_status")
     check("User unknown" in (f["last_text"] or ""), "dead@fail.example last_text %r lacks the reply text", f["last_text"])
     check_eq(len(arrived(sink, "dead@fail.example")), 0, "copies of dead@fail.example")
+    check_eq(mail_attempts(sink, f["id"]), 1, "MAIL commands the sink saw for dead@fail.example (no retry after 5xx)")
     log = env.delivery_log(f["id"])
     check_eq([row["outcome"] for row in log], ["failed"], "delivery_log outcomes of dead@fail.example")
     check_eq(int(log[0]["code"]), 550, "delivery_log code of dead@fail.example")
