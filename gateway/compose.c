@@ -211,19 +211,19 @@ header_jis(const char *utf8, size_t name_len, bool *unfit)
 	return rfc2047_encode_charset(utf8, name_len, "ISO-2022-JP", unfit);
 }
 
-/* The character sets an ISO-2022-JP text switches between, by the final
- * octets of their escapes, and the octets a character takes in each. */
-enum jis_set { JIS_ASCII, JIS_ROMAN, JIS_KANJI, JIS_KANJI78, JIS_KANA };
+/* The character sets of ISO-2022-JP (RFC 1468), by their escapes, and the
+ * octets a character takes in each. Half-width kana (ESC ( I) are not
+ * among them: a text that needs them is not ISO-2022-JP. */
+enum jis_set { JIS_ASCII, JIS_ROMAN, JIS_KANJI, JIS_KANJI78, JIS_NSETS };
 
 static const struct {
 	char esc[4];
 	size_t width;
-} jis_sets[] = {
+} jis_sets[JIS_NSETS] = {
 	[JIS_ASCII] = { "\x1b(B", 1 },
 	[JIS_ROMAN] = { "\x1b(J", 1 },
 	[JIS_KANJI] = { "\x1b$B", 2 },
 	[JIS_KANJI78] = { "\x1b$@", 2 },
-	[JIS_KANA] = { "\x1b(I", 1 },
 };
 
 #define JIS_ESC_LEN 3
@@ -293,14 +293,15 @@ jis_lines(const char *in, size_t len, char **out, size_t *outlen)
 		unsigned char c = (unsigned char)in[i];
 
 		if (c == 0x1b) {
-			size_t k;
+			int k;
 
-			for (k = 0; k < sizeof(jis_sets) / sizeof(jis_sets[0]); k++)
+			for (k = 0; k < JIS_NSETS; k++)
 				if (len - i >= JIS_ESC_LEN && memcmp(in + i, jis_sets[k].esc, JIS_ESC_LEN) == 0)
 					break;
-			if (k == sizeof(jis_sets) / sizeof(jis_sets[0]))
+			if (k == JIS_NSETS)
 				bad = -1;
-			set = (enum jis_set)k;
+			else
+				set = (enum jis_set)k;
 			i += JIS_ESC_LEN;
 		} else if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
 			jis_eol(&o);
@@ -380,7 +381,9 @@ body_jis(const char *text, size_t len, size_t *outlen, bool *unfit)
 static void
 describe_unfit(char *why, size_t size, const char *field, const char *text)
 {
-	size_t len = strlen(text), bad = len, i;
+	const unsigned char *u;
+	size_t len = strlen(text), bad = len, i, n;
+	uint32_t cp;
 	char *conv;
 
 	for (i = 0; i < len; i++)
@@ -396,10 +399,8 @@ describe_unfit(char *why, size_t size, const char *field, const char *text)
 		snprintf(why, size, "%s: text does not fit ISO-2022-JP", field);
 		return;
 	}
-	uint32_t cp = 0;
-	const unsigned char *u = (const unsigned char *)text + bad;
-	size_t n = u[0] < 0x80 ? 1 : u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc2 ? 2 : 0;
-
+	u = (const unsigned char *)text + bad;
+	n = u[0] < 0x80 ? 1 : u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc2 ? 2 : 0;
 	if (n == 0 || bad + n > len || !utf8_valid(text + bad, n)) {
 		snprintf(why, size, "%s: octet %zu is not UTF-8", field, bad);
 		return;

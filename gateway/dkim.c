@@ -33,9 +33,9 @@
  * group/other-readable file, no PEM key, a key type other than RSA or
  * Ed25519, an RSA key under 1024 bits, a bad domain or selector);
  * dkim_sign returns NULL when From is not signed or not in the head, a
- * header name is malformed, the head is not CRLF lines, or OpenSSL or
- * memory fails; dkim_body_hash returns NULL only when OpenSSL or memory
- * fails.
+ * header name is malformed, the head is not CRLF lines, it holds more than
+ * 128 fields or h= more than 64 names, or OpenSSL or memory fails;
+ * dkim_body_hash returns NULL only when OpenSSL or memory fails.
  */
 #include <stdarg.h>
 #include <stdbool.h>

@@ -26,7 +26,8 @@
  * whole, never written with '?': the caller then picks UTF-8.
  *
  * The result is malloc'd, has no final CRLF, and is NULL only when memory
- * runs out.
+ * runs out, or, from rfc2047_encode_charset, when the text does not fit
+ * the charset (*unfit says which).
  */
 #include <stdbool.h>
 #include <stdint.h>

@@ -243,7 +243,8 @@ server_stop(struct fx *fx)
 	fx->pid = 0;
 }
 
-/* How many times the server was asked this ("example.test MX"). */
+/* How many times the server was asked this ("example.test MX"), or
+ * anything at all (NULL). */
 static int
 queries(struct fx *fx, const char *question)
 {
@@ -251,7 +252,7 @@ queries(struct fx *fx, const char *question)
 	int n = 0;
 
 	for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
-		if (strcmp(line, question) == 0)
+		if (question == NULL || strcmp(line, question) == 0)
 			n++;
 	free(log);
 	return n;
@@ -523,7 +524,7 @@ test_null_mx(void **state)
 	expect_fail(resolve(fx, "nullmx.test"), MXRES_PERMFAIL, "null MX: domain accepts no mail");
 	/* Nothing else asked: no address of "." */
 	assert_int_equal(queries(fx, "nullmx.test MX"), 1);
-	assert_int_equal(queries(fx, " A"), 0);
+	assert_int_equal(queries(fx, NULL), 1);
 }
 
 static void
