@@ -87,6 +87,10 @@ static const struct conf_key gateway_keys[] = {
 	{ "greeting_timeout", K_DURATION, "5m", 10, 3600000, HC(greeting_timeout_ms), "SMTP greeting" },
 	{ "command_timeout", K_DURATION, "5m", 10, 3600000, HC(command_timeout_ms), "SMTP command" },
 	{ "data_timeout", K_DURATION, "10m", 10, 3600000, HC(data_timeout_ms), "SMTP data" },
+	{ "charset", K_STR, "utf-8", 0, 0, HC(charset), "charset for MX delivery" },
+	{ "dns_servers", K_STR, "", 0, 0, HC(dns_servers), "DNS servers for MX (ip[:port],...)" },
+	{ "smtp_port", K_UINT, "25", 1, 65535, HC(smtp_port), "port of MX hosts" },
+	{ "dns_timeout", K_DURATION, "5s", 100, 60000, HC(dns_timeout_ms), "DNS query timeout" },
 	{ NULL }
 };
 static const struct conf_key retry_keys[] = {
@@ -95,16 +99,17 @@ static const struct conf_key retry_keys[] = {
 	{ "max_age", K_DURATION, "3d", 1000, 60 * DAY, HC(max_age_ms), "age before failing" },
 	{ NULL }
 };
-#define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int) \
+#define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int, dflt_susp) \
 	{ "connections", K_UINT, dflt_conn, 1, 1000, LIM(base, connections), "connections at once" }, \
 	{ "per_connection", K_UINT, dflt_per, 1, 100000, LIM(base, per_connection), "messages per connection" }, \
 	{ "messages", K_UINT, dflt_msg, 0, 1000000, LIM(base, messages), "messages per interval" }, \
-	{ "interval", K_DURATION, dflt_int, 0, DAY, LIM(base, interval_ms), "pace interval" }
+	{ "interval", K_DURATION, dflt_int, 0, DAY, LIM(base, interval_ms), "pace interval" }, \
+	{ "suspend", K_DURATION, dflt_susp, 0, DAY, LIM(base, suspend_ms), "suspension after 421" }
 
 /* [limits] writes into hato_config.limits through a struct with one field. */
 struct limits_holder { struct limits lim; };
 static const struct conf_key limits_keys[] = {
-	LIMIT_KEYS(struct limits_holder, "4", "100", "0", "0"),
+	LIMIT_KEYS(struct limits_holder, "4", "100", "0", "0", "60s"),
 	{ NULL }
 };
 static const struct conf_key relay_keys[] = {
@@ -112,12 +117,24 @@ static const struct conf_key relay_keys[] = {
 	{ "port", K_UINT, "25", 1, 65535, RC(port), "relay port" },
 	{ "tls", K_TLS, "none", 0, 0, RC(tls), "none|starttls|smtps" },
 	{ "verify", K_BOOL, "yes", 0, 0, RC(verify), "verify certificates" },
-	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL),
+	{ "charset", K_STR, "utf-8", 0, 0, RC(charset), "utf-8 or iso-2022-jp" },
+	{ "suspend_on", K_STR, "", 0, 0, RC(suspend_on), "4xx texts that suspend" },
+	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL, NULL),
 	{ NULL }
 };
 static const struct conf_key pace_keys[] = {
 	{ "relay", K_STR, "", 0, 0, PC(relay), "send through this relay" },
-	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL),
+	{ "mx_domain", K_STR, "", 0, 0, PC(mx_domain), "or to the MX hosts of this domain" },
+	{ "charset", K_STR, "utf-8", 0, 0, PC(charset), "utf-8 or iso-2022-jp" },
+	{ "suspend_on", K_STR, "", 0, 0, PC(suspend_on), "4xx texts that suspend" },
+	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL, NULL),
+	{ NULL }
+};
+#define DC(f) offsetof(struct dkim_conf, f)
+static const struct conf_key dkim_keys[] = {
+	{ "domain", K_STR, "", 0, 0, DC(domain), "signing domain (d=)" },
+	{ "selector", K_STR, "", 0, 0, DC(selector), "selector (s=)" },
+	{ "key_file", K_STR, "", 0, 0, DC(key_file), "PEM private key, mode 600" },
 	{ NULL }
 };
 static const struct conf_key submitter_keys[] = {
@@ -391,6 +408,31 @@ hex_decode(const char *hex, unsigned char *out, size_t outlen)
 }
 
 static void
+check_charset(struct loader *ld, const char *sec, const char *v)
+{
+	if (strcasecmp(v, "utf-8") != 0 && strcasecmp(v, "iso-2022-jp") != 0)
+		fail(ld, sec, "charset", "'%s' is not utf-8 or iso-2022-jp", v);
+}
+
+static void
+load_dkim(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
+{
+	struct dkim_conf *k;
+
+	c->dkims = realloc(c->dkims, (c->ndkims + 1) * sizeof(*c->dkims));
+	if (!c->dkims)
+		fatalx("config: out of memory");
+	k = &c->dkims[c->ndkims++];
+	memset(k, 0, sizeof(*k));
+	snprintf(k->name, sizeof(k->name), "%s", sec + strlen("dkim "));
+	apply_section(ld, d, sec, dkim_keys, k, true);
+	if (!ld->failed && (!*k->domain || !*k->selector || !*k->key_file))
+		fail(ld, sec, NULL, "a dkim section needs domain, selector and key_file");
+	if (!ld->failed)
+		lower(k->domain);
+}
+
+static void
 load_relay(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
 {
 	struct relay_conf *r;
@@ -406,6 +448,8 @@ load_relay(struct loader *ld, dictionary *d, const char *sec, struct hato_config
 	snprintf(r->name, sizeof(r->name), "%s", sec + strlen("relay "));
 	r->lim = c->limits;
 	apply_section(ld, d, sec, relay_keys, r, true);
+	if (!ld->failed)
+		check_charset(ld, sec, r->charset);
 	if (ld->failed)
 		return;
 	if (!*r->host) {
@@ -436,6 +480,13 @@ load_pace(struct loader *ld, dictionary *d, const char *sec, struct hato_config 
 	snprintf(p->name, sizeof(p->name), "%s", sec + strlen("pace "));
 	p->lim = c->limits;
 	apply_section(ld, d, sec, pace_keys, p, true);
+	if (!ld->failed)
+		check_charset(ld, sec, p->charset);
+	/* One queue serves every domain of the policy, so it needs one place
+	 * to send to: a relay, or the MX hosts of one domain (au's domains
+	 * share KDDI's exchangers). */
+	if (!ld->failed && !*p->relay == !*p->mx_domain)
+		fail(ld, sec, NULL, "a pace policy needs either relay or mx_domain");
 	if (!ld->failed && p->lim.messages && !p->lim.interval_ms)
 		fail(ld, sec, "interval", "a pace with messages needs an interval");
 }
@@ -508,6 +559,8 @@ load_multi(struct loader *ld, dictionary *d, struct hato_config *c)
 			load_pace(ld, d, sec, c);
 		else if (strncmp(sec, "submitter ", 10) == 0)
 			load_submitter(ld, d, sec, c);
+		else if (strncmp(sec, "dkim ", 5) == 0)
+			load_dkim(ld, d, sec, c);
 		else
 			fail(ld, sec, NULL, "unknown section");
 	}
@@ -618,6 +671,8 @@ config_load(const char *path, struct hato_config **out, char *err, size_t errlen
 	apply_section(&ld, d, "retry", retry_keys, c, true);
 	apply_section(&ld, d, "limits", limits_keys, &c->limits, true);
 	if (!ld.failed)
+		check_charset(&ld, "gateway", c->charset);
+	if (!ld.failed)
 		load_retry(&ld, c);
 	if (!ld.failed)
 		load_multi(&ld, d, c);
@@ -676,6 +731,9 @@ config_free(struct hato_config *c)
 			free(s->addresses[j]);
 		free(s->addresses);
 	}
+	for (size_t i = 0; i < c->ndkims; i++)
+		free_strings(dkim_keys, &c->dkims[i]);
+	free(c->dkims);
 	free(c->relays);
 	free(c->paces);
 	free(c->submitters);
@@ -704,6 +762,15 @@ config_pace(const struct hato_config *c, const char *name)
 	for (size_t i = 0; i < c->npaces; i++)
 		if (strcmp(c->paces[i].name, name) == 0)
 			return &c->paces[i];
+	return NULL;
+}
+
+const struct dkim_conf *
+config_dkim(const struct hato_config *c, const char *domain)
+{
+	for (size_t i = 0; i < c->ndkims; i++)
+		if (strcasecmp(c->dkims[i].domain, domain) == 0)
+			return &c->dkims[i];
 	return NULL;
 }
 

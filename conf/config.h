@@ -23,6 +23,7 @@ struct limits {
 	unsigned per_connection;	/* messages before QUIT */
 	unsigned messages;		/* pace: per interval; 0 = unpaced */
 	uint64_t interval_ms;
+	uint64_t suspend_ms;		/* after a 421 or a suspend_on reply */
 };
 
 struct relay_conf {
@@ -31,6 +32,8 @@ struct relay_conf {
 	unsigned port;
 	int tls;			/* enum tls_mode */
 	bool verify;
+	char *charset;			/* of the messages sent through it */
+	char *suspend_on;		/* comma-separated texts of 4xx replies that suspend */
 	struct limits lim;
 	struct sockaddr_storage addr;	/* resolved at load */
 	socklen_t addrlen;
@@ -38,7 +41,10 @@ struct relay_conf {
 
 struct pace_conf {
 	char name[64];
-	char *relay;			/* send through this relay; "" = MX */
+	char *relay;			/* send through this relay, or */
+	char *mx_domain;		/* to the MX hosts of this domain */
+	char *charset;
+	char *suspend_on;
 	struct limits lim;
 };
 
@@ -50,6 +56,11 @@ struct submitter_conf {
 	char *token_hex;
 	unsigned char token_sha256[32];
 	bool has_token;
+};
+
+struct dkim_conf {
+	char name[64];
+	char *domain, *selector, *key_file;
 };
 
 struct hato_config {
@@ -74,6 +85,10 @@ struct hato_config {
 	unsigned claim_batch;
 	uint64_t lease_ms, poll_ms;
 	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
+	char *charset;			/* for MX delivery */
+	char *dns_servers;		/* "" = the system's */
+	unsigned smtp_port;		/* of MX hosts */
+	uint64_t dns_timeout_ms;
 	/* [retry] */
 	char *retry_intervals_raw;
 	uint64_t *retry_ms;
@@ -89,6 +104,8 @@ struct hato_config {
 	size_t npaces;
 	struct submitter_conf *submitters;
 	size_t nsubmitters;
+	struct dkim_conf *dkims;
+	size_t ndkims;
 
 	struct route_table *routes;
 };
@@ -99,6 +116,8 @@ void config_free(struct hato_config *c);
 
 const struct relay_conf *config_relay(const struct hato_config *c, const char *name);
 const struct pace_conf *config_pace(const struct hato_config *c, const char *name);
+/* The DKIM signing setup of a sending domain, or NULL. */
+const struct dkim_conf *config_dkim(const struct hato_config *c, const char *domain);
 /* The submitter owning this From address (case-insensitive), or NULL. */
 const struct submitter_conf *config_submitter_by_address(const struct hato_config *c, const char *addr);
 

@@ -1,23 +1,32 @@
 /*
  * dispatch: claims, routes, composes and records.
  *
- * All database work runs on one worker thread (claims, job loads and
- * result batches are queued to it in order); the event loop only moves
- * messages between the job table, the destination queues and the result
- * buffer. A claim is made when fewer than half a batch is in memory, so a
- * gateway never leases far more than it is sending. Outcomes are buffered
- * and written in one transaction per batch; a batch the database refuses
- * is kept and tried again, never dropped (its leases may run out meanwhile
- * and the deliveries be sent again: at-least-once, bounded by what was in
- * flight).
+ * All database work runs on one worker thread (claims, job loads, pace
+ * reservations and suspensions, result batches, queued to it in order);
+ * the event loop only moves messages between the job table, the
+ * destination queues and the result buffer.
  *
- * Each job's body is loaded and encoded once (compose_prepare) and shared
- * by all its messages through a reference count; only the header block is
- * built per recipient, just before the message is handed to a session.
+ * Claims go per destination. Each destination is claimed for only up to
+ * what it can send in half a lease (its pace times the time, or a batch
+ * when unpaced), minus what this gateway already holds of it: a slow, paced
+ * or dead destination never fills the gateway, and work is never trapped
+ * in one process. A message whose lease is about to run out is dropped
+ * unattempted rather than sent (another gateway may hold it by then).
+ *
+ * Outcomes are buffered and written in one transaction per batch; a batch
+ * the database refuses is kept and tried again, never dropped (its leases
+ * may run out meanwhile and the deliveries be sent again: at-least-once,
+ * bounded by what was in flight).
+ *
+ * Each job's body is loaded and encoded once per charset (compose_prepare,
+ * on the worker) and shared by all its messages through a reference count;
+ * only the header block is built per recipient, just before the message is
+ * handed to a session.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "conf/config.h"
@@ -27,6 +36,8 @@
 #include "gateway/compose.h"
 #include "gateway/destq.h"
 #include "gateway/dispatch.h"
+#include "gateway/dkim.h"
+#include "gateway/mxres.h"
 #include "routes/routes.h"
 #include "sql/store.h"
 
@@ -35,6 +46,9 @@
 #define RECORD_BATCH 256
 #define FLUSH_DELAY_MS 20
 #define DB_RETRY_MS 1000
+#define MAX_DUE_DESTS 512
+
+enum { CS_UTF8 = 0, CS_JIS, CS_COUNT };
 
 struct djob {
 	struct djob *next;		/* hash chain */
@@ -42,7 +56,7 @@ struct djob {
 	uint64_t id;
 	unsigned refs;
 	bool loading;
-	struct compose_body *body;
+	struct compose_body *body[CS_COUNT];
 	char err[300];			/* why it cannot be composed, or "" */
 	struct dmsg_list waiting;	/* messages waiting for the load */
 };
@@ -50,18 +64,27 @@ struct djob {
 struct dest {
 	struct dest *next;
 	struct destq *dq;
-	char *unavailable;		/* deliveries here are deferred with this reason */
+	int charset;			/* CS_* */
+	size_t held;			/* messages of it in memory */
+};
+
+struct dkim_entry {
+	char domain[256];
+	struct dkim_key *key;
 };
 
 struct dispatch {
 	struct event_base *base;
 	const struct hato_config *cf;
+	const struct hato_config **old_cfs;	/* kept: sessions may point into them */
+	size_t nold;
 	struct worker *db;
+	struct mxres *mx;
 	struct event *claim_ev, *flush_ev;
 	struct djob *jobs[JOB_BUCKETS];
 	struct dest *dests[DEST_BUCKETS];
 	size_t inflight;		/* messages claimed and not yet recorded */
-	unsigned loads;			/* job loads in the works */
+	unsigned loads, pace_tasks;
 	bool claiming, recording, stopping, releasing;
 	struct store_result *res;
 	size_t nres, capres;
@@ -69,9 +92,13 @@ struct dispatch {
 	void (*on_done)(void *);
 	void *done_arg;
 	struct smtpc_conf proto;
+	struct dkim_entry *dkims;
+	size_t ndkims;
+	bool need_jis;
 };
 
 static void claim_soon(struct dispatch *d, uint64_t ms);
+void dispatch_free(struct dispatch *d);
 static void flush_soon(struct dispatch *d, uint64_t ms);
 static void maybe_finished(struct dispatch *d);
 
@@ -83,6 +110,64 @@ hash_str(const char *s)
 	for (; *s; s++)
 		h = h * 33 + (unsigned char)*s;
 	return h;
+}
+
+static int
+charset_of(const char *name)
+{
+	return name && strcasecmp(name, "iso-2022-jp") == 0 ? CS_JIS : CS_UTF8;
+}
+
+/* ---- destinations' settings, from the configuration ---- */
+
+struct dest_conf {
+	const struct relay_conf *relay;	/* or NULL: MX of mx_domain */
+	const struct limits *lim;
+	const char *mx_domain;
+	const char *suspend_on;
+	const char *charset;
+};
+
+/* What the configuration says of a destination key. */
+static void
+dest_conf(const struct hato_config *cf, const char *key, struct dest_conf *dc)
+{
+	const struct relay_conf *r;
+	const struct pace_conf *p;
+
+	memset(dc, 0, sizeof(*dc));
+	dc->lim = &cf->limits;
+	dc->charset = cf->charset;
+	dc->suspend_on = "";
+	if (strncmp(key, "relay:", 6) == 0 && (r = config_relay(cf, key + 6))) {
+		dc->relay = r;
+		dc->lim = &r->lim;
+		dc->charset = r->charset;
+		dc->suspend_on = r->suspend_on;
+	} else if (strncmp(key, "pace:", 5) == 0 && (p = config_pace(cf, key + 5))) {
+		dc->relay = *p->relay ? config_relay(cf, p->relay) : NULL;
+		dc->mx_domain = p->mx_domain;
+		dc->lim = &p->lim;
+		dc->charset = p->charset;
+		dc->suspend_on = p->suspend_on;
+	} else if (strncmp(key, "mx:", 3) == 0)
+		dc->mx_domain = key + 3;
+}
+
+/* How many of a destination to hold: what it sends in half a lease. */
+static size_t
+dest_cap(const struct hato_config *cf, const char *key, double factor)
+{
+	struct dest_conf dc;
+	double n;
+
+	dest_conf(cf, key, &dc);
+	if (!dc.lim->messages || !dc.lim->interval_ms)
+		return cf->claim_batch;
+	n = (double)dc.lim->messages * factor * ((double)cf->lease_ms / 2) / (double)dc.lim->interval_ms;
+	if (n < 1)
+		n = 1;
+	return n > cf->claim_batch ? cf->claim_batch : (size_t)n;
 }
 
 /* ---- the job table ---- */
@@ -99,6 +184,14 @@ job_find(struct dispatch *d, uint64_t id)
 }
 
 static void
+job_free(struct djob *j)
+{
+	for (int c = 0; c < CS_COUNT; c++)
+		compose_body_free(j->body[c]);
+	free(j);
+}
+
+static void
 job_unref(struct dispatch *d, struct djob *j)
 {
 	struct djob **pp;
@@ -108,13 +201,18 @@ job_unref(struct dispatch *d, struct djob *j)
 	for (pp = &d->jobs[j->id % JOB_BUCKETS]; *pp != j; pp = &(*pp)->next)
 		;
 	*pp = j->next;
-	compose_body_free(j->body);
-	free(j);
+	job_free(j);
 }
+
+static struct dest *dest_find(struct dispatch *d, const char *key);
 
 static void
 msg_free(struct dispatch *d, struct dmsg *m)
 {
+	struct dest *e = m->held ? dest_find(d, m->lease.dest) : NULL;
+
+	if (e && e->held)
+		e->held--;
 	free(m->head);
 	job_unref(d, m->job);
 	free(m);
@@ -132,7 +230,7 @@ classify(const struct dispatch *d, const struct dmsg *m, const struct smtpc_repl
 	note[0] = '\0';
 	if (r->code >= 200 && r->code < 300 && r->stage == SMTPC_DOT)
 		return OUTCOME_SENT;
-	if (r->code >= 500)
+	if (r->code >= 500 || (r->code == 0 && r->status[0] == '5'))
 		return OUTCOME_FAILED;
 	if (attempts >= d->cf->max_attempts) {
 		snprintf(note, notelen, "gave up after %u attempts: ", attempts);
@@ -180,24 +278,37 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 
 /* A message that never reached a session. */
 static void
-defer_msg(struct dispatch *d, struct dmsg *m, const char *dest, int stage, const char *why)
+defer_msg(struct dispatch *d, struct dmsg *m, const char *dest, const char *why)
 {
-	struct smtpc_reply r = { .code = 0, .stage = stage };
+	struct smtpc_reply r = { .code = 0, .stage = SMTPC_CONNECT };
 
 	snprintf(r.text, sizeof(r.text), "%s", why);
 	add_result(d, m, dest, NULL, &r);
 }
 
-/* ---- destinations ---- */
+/* ---- destination callbacks ---- */
+
+static struct dest *
+dest_of_dq(struct dispatch *d, struct destq *dq)
+{
+	return dest_find(d, destq_key(dq));
+}
 
 static int
 on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 {
+	struct dispatch *d = arg;
+	struct dest *e = dest_of_dq(d, dq);
 	struct compose_rcpt rc = { .to = m->rcpt, .delivery_id = m->lease.id };
+	struct compose_body *b;
 	size_t len;
 
-	(void)dq, (void)arg;
-	if (!(m->head = compose_head(m->job->body, &rc, time(NULL), &len))) {
+	if (clock_mono_ms() > m->lease_deadline)
+		return -2;
+	b = m->job->body[e ? e->charset : CS_UTF8];
+	if (!b)
+		b = m->job->body[CS_UTF8];
+	if (!(m->head = compose_head(b, &rc, time(NULL), &len))) {
 		why->stage = SMTPC_CONNECT;
 		snprintf(why->text, sizeof(why->text), "cannot compose the header for %s", m->rcpt);
 		return -1;
@@ -206,8 +317,8 @@ on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 	m->msg.rcpt = m->rcpt;
 	m->msg.head = m->head;
 	m->msg.head_len = len;
-	m->msg.body = m->job->body->body;
-	m->msg.body_len = m->job->body->body_len;
+	m->msg.body = b->body;
+	m->msg.body_len = b->body_len;
 	m->msg.arg = m;
 	return 0;
 }
@@ -217,6 +328,14 @@ on_result(struct destq *dq, struct dmsg *m, const struct smtpc_reply *r, void *a
 {
 	struct dispatch *d = arg;
 
+	if (r->code == DESTQ_DROPPED) {
+		log_warn("delivery job=%llu dlv=%llu dest=%s status=dropped reason=\"lease about to run out before a send slot\"",
+		    (unsigned long long)m->lease.job_id, (unsigned long long)m->lease.id, destq_key(dq));
+		msg_free(d, m);
+		maybe_finished(d);
+		claim_soon(d, 0);
+		return;
+	}
 	add_result(d, m, destq_key(dq), destq_host(dq), r);
 }
 
@@ -225,92 +344,222 @@ on_dest_idle(struct destq *dq, void *arg)
 {
 	(void)dq;
 	maybe_finished(arg);
+	claim_soon(arg, 0);
 }
 
-static struct dest *
-dest_get(struct dispatch *d, const char *key, const struct relay_conf *relay,
-    const struct limits *lim, const char *unavailable)
+struct pace_task {
+	struct dispatch *d;
+	char dest[128];
+	unsigned k;
+	uint64_t gap_us, suspend_ms;
+	double add, t0;
+	char reason[300];
+	struct store_pace res;
+	int rc;
+	char err[300];
+};
+
+static void
+reserve_run(void *ctx, void *arg)
 {
-	unsigned b = hash_str(key) % DEST_BUCKETS;
-	struct destq_owner owner = { on_prepare, on_result, on_dest_idle, d };
+	struct pace_task *t = arg;
+
+	t->rc = store_pace_reserve(ctx, t->dest, t->gap_us, t->k, t->add, &t->res);
+	if (t->rc != STORE_OK)
+		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
+}
+
+static void
+reserve_done(void *arg)
+{
+	struct pace_task *t = arg;
+	struct dispatch *d = t->d;
+	struct dest *e = dest_find(d, t->dest);
+	double t1 = (double)clock_mono_ms();
+
+	d->pace_tasks--;
+	if (e && t->rc == STORE_OK) {
+		/* The database's clock mapped to ours at the middle of the call. */
+		double offset = (t->t0 + t1) / 2 - t->res.db_now * 1000;
+		destq_pace_grant(e->dq, &t->res, t->k, offset);
+	} else if (e) {
+		log_warn("dest=%s pace reservation failed, retrying: %s", t->dest, t->err);
+		destq_pace_failed(e->dq);
+	}
+	free(t);
+	maybe_finished(d);
+}
+
+static void
+on_reserve(struct destq *dq, unsigned k, uint64_t base_gap_us, double add, void *arg)
+{
+	struct dispatch *d = arg;
+	struct pace_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		fatalx("dispatch: out of memory");
+	t->d = d;
+	snprintf(t->dest, sizeof(t->dest), "%s", destq_key(dq));
+	t->k = k;
+	t->gap_us = base_gap_us;
+	t->add = add;
+	t->t0 = (double)clock_mono_ms();
+	d->pace_tasks++;
+	worker_submit(d->db, reserve_run, reserve_done, t);
+}
+
+static void
+suspend_run(void *ctx, void *arg)
+{
+	struct pace_task *t = arg;
+
+	t->rc = store_pace_suspend(ctx, t->dest, t->suspend_ms, 1.0 / 64, t->reason);
+	if (t->rc != STORE_OK)
+		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
+}
+
+static void
+suspend_done(void *arg)
+{
+	struct pace_task *t = arg;
+
+	t->d->pace_tasks--;
+	if (t->rc != STORE_OK)
+		log_warn("dest=%s suspension not shared (other gateways go on until they see trouble): %s",
+		    t->dest, t->err);
+	maybe_finished(t->d);
+	free(t);
+}
+
+static void
+on_suspend(struct destq *dq, uint64_t ms, const char *reason, void *arg)
+{
+	struct dispatch *d = arg;
+	struct pace_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		fatalx("dispatch: out of memory");
+	t->d = d;
+	snprintf(t->dest, sizeof(t->dest), "%s", destq_key(dq));
+	snprintf(t->reason, sizeof(t->reason), "%s", reason);
+	t->suspend_ms = ms;
+	d->pace_tasks++;
+	worker_submit(d->db, suspend_run, suspend_done, t);
+}
+
+struct resolve_req {
+	struct dispatch *d;
+	char key[300];
+};
+
+static void
+resolved(const struct mxres_answer *a, void *arg)
+{
+	struct resolve_req *rq = arg;
+	struct dest *e = dest_find(rq->d, rq->key);
+
+	if (e) {
+		if (a->status != MXRES_OK)
+			log_warn("dest=%s mx lookup: %s", rq->key, a->why);
+		destq_set_hosts(e->dq, a);
+	}
+	free(rq);
+}
+
+static void
+on_resolve(struct destq *dq, void *arg)
+{
+	struct dispatch *d = arg;
+	struct resolve_req *rq = calloc(1, sizeof(*rq));
+
+	if (!rq)
+		fatalx("dispatch: out of memory");
+	rq->d = d;
+	snprintf(rq->key, sizeof(rq->key), "%s", destq_key(dq));
+	mxres_lookup(d->mx, destq_domain(dq), resolved, rq);
+}
+
+/* ---- routing ---- */
+
+static struct dest *
+dest_find(struct dispatch *d, const char *key)
+{
 	struct dest *e;
 
-	for (e = d->dests[b]; e; e = e->next)
+	for (e = d->dests[hash_str(key) % DEST_BUCKETS]; e; e = e->next)
 		if (strcmp(destq_key(e->dq), key) == 0)
 			return e;
-	if (!(e = calloc(1, sizeof(*e))))
-		fatalx("dispatch: out of memory");
-	e->dq = destq_new(d->base, key, relay, lim, &d->proto, &owner);
-	e->unavailable = unavailable ? strdup(unavailable) : NULL;
-	e->next = d->dests[b];
-	d->dests[b] = e;
-	log_info("dest=%s created connections=%u per_connection=%u%s%s", key, lim->connections,
-	    lim->per_connection, unavailable ? " unavailable=" : "", unavailable ? unavailable : "");
-	return e;
+	return NULL;
 }
 
-/* The destination of a domain, by the route table. */
 static struct dest *
-route(struct dispatch *d, const char *domain, char *why, size_t whylen)
+dest_get(struct dispatch *d, const char *key)
 {
-	const struct route *r = routes_match(d->cf->routes, domain);
-	const struct pace_conf *p;
-	char key[300];
+	unsigned b = hash_str(key) % DEST_BUCKETS;
+	struct destq_owner owner = { on_prepare, on_result, on_dest_idle, on_reserve,
+	    on_suspend, on_resolve, d };
+	struct dest_conf dc;
+	struct dest *e;
 
-	if (!r) {
-		snprintf(why, whylen, "no route for %s in %s", domain, d->cf->routes_path);
-		return NULL;
-	}
-	switch (r->kind) {
-	case ROUTE_RELAY:
-		snprintf(key, sizeof(key), "relay:%s", r->name);
-		const struct relay_conf *rel = config_relay(d->cf, r->name);
-		return dest_get(d, key, rel, &rel->lim, NULL);
-	case ROUTE_PACE:
-		snprintf(key, sizeof(key), "pace:%s", r->name);
-		p = config_pace(d->cf, r->name);
-		if (*p->relay)
-			return dest_get(d, key, config_relay(d->cf, p->relay), &p->lim, NULL);
-		return dest_get(d, key, NULL, &p->lim, "MX delivery is not available in this version");
-	case ROUTE_MX:
-		snprintf(key, sizeof(key), "mx:%s", domain);
-		return dest_get(d, key, NULL, &d->cf->limits, "MX delivery is not available in this version");
-	}
-	return NULL;
+	if ((e = dest_find(d, key)))
+		return e;
+	dest_conf(d->cf, key, &dc);
+	if (!(e = calloc(1, sizeof(*e))))
+		fatalx("dispatch: out of memory");
+	e->dq = destq_new(d->base, key, dc.mx_domain, dc.relay, dc.lim, dc.suspend_on, &d->proto, &owner);
+	e->charset = charset_of(dc.charset);
+	e->next = d->dests[b];
+	d->dests[b] = e;
+	log_info("dest=%s created via=%s connections=%u per_connection=%u pace=%u/%llums charset=%s",
+	    key, dc.relay ? dc.relay->host : dc.mx_domain ? dc.mx_domain : "-", dc.lim->connections,
+	    dc.lim->per_connection, dc.lim->messages, (unsigned long long)dc.lim->interval_ms, dc.charset);
+	return e;
 }
 
 static void
 route_msg(struct dispatch *d, struct dmsg *m)
 {
-	char why[400];
+	const struct route *r;
 	struct dest *e;
+	char why[400];
 
 	if (*m->job->err) {
-		struct smtpc_reply r = { .code = 0, .stage = SMTPC_CONNECT };
+		struct smtpc_reply rep = { .code = 554, .stage = SMTPC_CONNECT };
 		/* The job itself cannot be written: no attempt will do better. */
-		snprintf(r.text, sizeof(r.text), "%s", m->job->err);
-		r.code = 554;
-		snprintf(r.status, sizeof(r.status), "5.6.0");
-		add_result(d, m, "-", NULL, &r);
+		snprintf(rep.text, sizeof(rep.text), "%s", m->job->err);
+		snprintf(rep.status, sizeof(rep.status), "5.6.0");
+		add_result(d, m, "-", NULL, &rep);
 		return;
 	}
-	if (!(e = route(d, m->lease.domain, why, sizeof(why)))) {
-		defer_msg(d, m, "-", SMTPC_CONNECT, why);
+	/* The gateway's route table decides; the stored dest is a claim hint. */
+	if (!(r = routes_match(d->cf->routes, m->lease.domain))) {
+		snprintf(why, sizeof(why), "no route for %s in %s", m->lease.domain, d->cf->routes_path);
+		defer_msg(d, m, "-", why);
 		return;
 	}
-	if (e->unavailable) {
-		defer_msg(d, m, destq_key(e->dq), SMTPC_CONNECT, e->unavailable);
-		return;
-	}
+	routes_dest_key(r, m->lease.domain, m->lease.dest, sizeof(m->lease.dest));
+	e = dest_get(d, m->lease.dest);
+	e->held++;
+	m->held = true;
 	destq_push(e->dq, m);
 }
 
 /* ---- database tasks ---- */
 
+struct claim_snap {
+	char dest[128];
+	size_t held;
+	double factor;
+};
+
 struct claim_task {
 	struct dispatch *d;
+	const struct hato_config *cf;
+	struct claim_snap *snap;
+	size_t nsnap;
 	struct store_lease *l;
 	size_t n, max;
+	bool more;		/* some destination had more than it got */
 	int rc;
 	char err[300];
 };
@@ -319,26 +568,69 @@ static void
 claim_run(void *ctx, void *arg)
 {
 	struct claim_task *t = arg;
+	char (*due)[128] = calloc(MAX_DUE_DESTS, 128);
+	struct store_claim_req *req = calloc(MAX_DUE_DESTS, sizeof(*req));
+	size_t ndue = 0, nreq = 0;
 
-	t->rc = store_claim(ctx, t->d->cf->node, t->d->cf->lease_ms, t->max, t->l, &t->n);
+	if (!due || !req)
+		fatalx("dispatch: out of memory");
+	if ((t->rc = store_due_dests(ctx, due, MAX_DUE_DESTS, &ndue)) == STORE_OK) {
+		for (size_t i = 0; i < ndue; i++) {
+			size_t held = 0, cap;
+			double factor = 1;
+			for (size_t k = 0; k < t->nsnap; k++)
+				if (strcmp(t->snap[k].dest, due[i]) == 0) {
+					held = t->snap[k].held;
+					factor = t->snap[k].factor;
+				}
+			cap = dest_cap(t->cf, due[i], factor);
+			if (held >= cap)
+				continue;
+			req[nreq].dest = due[i];
+			req[nreq++].max = cap - held;
+		}
+		t->rc = store_claim(ctx, t->cf->node, t->cf->lease_ms, req, nreq, t->l, t->max, &t->n);
+		/* A destination that filled its request may have more waiting. */
+		for (size_t i = 0, got; t->rc == STORE_OK && i < nreq; i++) {
+			got = 0;
+			for (size_t k = 0; k < t->n; k++)
+				got += strcmp(t->l[k].dest, req[i].dest) == 0;
+			if (got == req[i].max)
+				t->more = true;
+		}
+	}
 	if (t->rc != STORE_OK)
 		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
+	free(due);
+	free(req);
 }
 
 struct load_task {
 	struct dispatch *d;
 	uint64_t id;
-	struct compose_body *body;
+	struct compose_body *body[CS_COUNT];
 	int rc;
 	char err[300];
 };
+
+static const struct dkim_key *
+dkim_for(struct dispatch *d, const char *from)
+{
+	const char *at = from ? strrchr(from, '@') : NULL;
+
+	for (size_t i = 0; at && i < d->ndkims; i++)
+		if (strcasecmp(d->dkims[i].domain, at + 1) == 0)
+			return d->dkims[i].key;
+	return NULL;
+}
 
 static void
 load_run(void *ctx, void *arg)
 {
 	struct load_task *t = arg;
+	struct dispatch *d = t->d;
 	struct store_job *j;
-	const struct hato_config *cf = t->d->cf;
+	char err[300];
 
 	if ((t->rc = store_job_get(ctx, t->id, &j)) != STORE_OK) {
 		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
@@ -346,10 +638,18 @@ load_run(void *ctx, void *arg)
 	}
 	struct compose_job cj = {
 		.job_id = j->id, .from = j->from_addr, .subject = j->subject,
-		.body = j->body, .charset = "utf-8", .domain = cf->hostname,
+		.body = j->body, .charset = "utf-8", .domain = d->cf->hostname,
+		.dkim = dkim_for(d, j->from_addr),
 	};
 	/* Encoding the body is pure work: done here, off the event loop. */
-	t->body = compose_prepare(&cj, t->err, sizeof(t->err));
+	t->body[CS_UTF8] = compose_prepare(&cj, t->err, sizeof(t->err));
+	if (d->need_jis && t->body[CS_UTF8]) {
+		cj.charset = "iso-2022-jp";
+		t->body[CS_JIS] = compose_prepare(&cj, err, sizeof(err));
+		if (t->body[CS_JIS] && t->body[CS_JIS]->fell_back)
+			log_notice("job=%llu charset=iso-2022-jp fallback=utf-8 reason=\"%s\"",
+			    (unsigned long long)j->id, t->body[CS_JIS]->fallback);
+	}
 	store_job_free(j);
 }
 
@@ -374,6 +674,7 @@ retry_load(evutil_socket_t fd, short what, void *arg)
 	struct djob *j = arg;
 
 	(void)fd, (void)what;
+	j->d->loads--;
 	load_job(j->d, j);
 }
 
@@ -385,18 +686,19 @@ load_done(void *arg)
 	struct djob *j = job_find(d, t->id);
 	struct dmsg *m;
 
-	d->loads--;
 	if (t->rc == STORE_RETRY && !d->stopping) {
-		/* Keep the messages waiting; the job is still there. */
+		/* Keep the messages waiting; the job is still there. The load
+		 * counts as in the works until it is tried again. */
 		log_warn("job=%llu load deferred: %s", (unsigned long long)t->id, t->err);
 		struct timeval tv = { DB_RETRY_MS / 1000, 0 };
 		event_base_once(d->base, -1, EV_TIMEOUT, retry_load, j, &tv);
 		free(t);
 		return;
 	}
+	d->loads--;
 	j->loading = false;
-	j->body = t->body;
-	if (!t->body)
+	memcpy(j->body, t->body, sizeof(j->body));
+	if (!t->body[CS_UTF8])
 		snprintf(j->err, sizeof(j->err), "job cannot be composed: %s", *t->err ? t->err : "unknown");
 	free(t);
 	j->refs++;	/* hold it while its messages are routed */
@@ -416,6 +718,7 @@ static void
 take_lease(struct dispatch *d, const struct store_lease *l)
 {
 	struct dmsg *m = calloc(1, sizeof(*m));
+	uint64_t margin = d->cf->lease_ms / 10 > 5000 ? d->cf->lease_ms / 10 : 5000;
 	struct mail_addr a;
 	const char *why;
 	struct djob *j;
@@ -423,6 +726,7 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 	if (!m)
 		fatalx("dispatch: out of memory");
 	m->lease = *l;
+	m->lease_deadline = clock_mono_ms() + (d->cf->lease_ms > margin ? d->cf->lease_ms - margin : 0);
 	d->inflight++;
 	/* Stored addresses were checked at intake and are kept unquoted;
 	 * quote the local part whenever it is not a plain dot-atom. */
@@ -475,8 +779,9 @@ claim_done(void *arg)
 			log_debug("claimed %zu deliveries", t->n);
 		for (size_t i = 0; i < t->n; i++)
 			take_lease(d, &t->l[i]);
-		claim_soon(d, t->n == t->max ? 0 : d->cf->poll_ms);
+		claim_soon(d, t->more ? 0 : d->cf->poll_ms);
 	}
+	free(t->snap);
 	free(t->l);
 	free(t);
 	maybe_finished(d);
@@ -487,21 +792,30 @@ claim_now(evutil_socket_t fd, short what, void *arg)
 {
 	struct dispatch *d = arg;
 	struct claim_task *t;
-	size_t room;
+	size_t n = 0;
 
 	(void)fd, (void)what;
 	if (d->stopping || d->claiming)
 		return;
-	/* Lease no more than about one batch ahead of what is being sent. */
-	if (d->inflight * 2 > d->cf->claim_batch) {
-		claim_soon(d, d->cf->poll_ms);
-		return;
-	}
-	room = d->cf->claim_batch - d->inflight;
-	if (!(t = calloc(1, sizeof(*t))) || !(t->l = calloc(room, sizeof(*t->l))))
+	if (!(t = calloc(1, sizeof(*t))))
 		fatalx("dispatch: out of memory");
+	for (int b = 0; b < DEST_BUCKETS; b++)
+		for (struct dest *e = d->dests[b]; e; e = e->next)
+			n++;
+	if (!(t->snap = calloc(n ? n : 1, sizeof(*t->snap))))
+		fatalx("dispatch: out of memory");
+	for (int b = 0; b < DEST_BUCKETS; b++)
+		for (struct dest *e = d->dests[b]; e; e = e->next) {
+			struct claim_snap *s = &t->snap[t->nsnap++];
+			snprintf(s->dest, sizeof(s->dest), "%s", destq_key(e->dq));
+			s->held = e->held;
+			s->factor = destq_suspended(e->dq) ? 0 : destq_factor(e->dq);
+		}
 	t->d = d;
-	t->max = room;
+	t->cf = d->cf;
+	t->max = d->cf->claim_batch;
+	if (!(t->l = calloc(t->max, sizeof(*t->l))))
+		fatalx("dispatch: out of memory");
 	d->claiming = true;
 	worker_submit(d->db, claim_run, claim_done, t);
 }
@@ -600,7 +914,66 @@ flush_soon(struct dispatch *d, uint64_t ms)
 	evtimer_add(d->flush_ev, &tv);
 }
 
-/* ---- start and stop ---- */
+/* ---- re-routing after a reload ---- */
+
+struct redest_task {
+	struct dispatch *d;
+	const struct hato_config *cf;
+	size_t moved;
+	int rc;
+	char err[300];
+};
+
+static size_t
+dest_by_table(void *arg, const char *domain, char *buf, size_t size)
+{
+	const struct hato_config *cf = arg;
+	const struct route *r = routes_match(cf->routes, domain);
+
+	if (!r) {
+		buf[0] = '\0';
+		return 0;
+	}
+	return routes_dest_key(r, domain, buf, size);
+}
+
+static void
+redest_run(void *ctx, void *arg)
+{
+	struct redest_task *t = arg;
+
+	t->rc = store_redest(ctx, dest_by_table, (void *)t->cf, &t->moved);
+	if (t->rc != STORE_OK)
+		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
+}
+
+static void
+redest_done(void *arg)
+{
+	struct redest_task *t = arg;
+
+	if (t->rc == STORE_OK) {
+		if (t->moved)
+			log_info("routes: %zu waiting deliveries moved to their new destination", t->moved);
+	} else
+		log_warn("routes: waiting deliveries not re-routed: %s", t->err);
+	claim_soon(t->d, 0);
+	free(t);
+}
+
+static void
+redest(struct dispatch *d)
+{
+	struct redest_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		fatalx("dispatch: out of memory");
+	t->d = d;
+	t->cf = d->cf;
+	worker_submit(d->db, redest_run, redest_done, t);
+}
+
+/* ---- start, reload and stop ---- */
 
 static void *
 db_init(void *arg)
@@ -614,8 +987,49 @@ db_fini(void *ctx)
 	store_free(ctx);
 }
 
+static void
+proto_from(struct smtpc_conf *p, const struct hato_config *cf)
+{
+	memset(p, 0, sizeof(*p));
+	p->helo = cf->hostname;
+	p->connect_ms = (unsigned)cf->connect_timeout_ms;
+	p->greeting_ms = (unsigned)cf->greeting_timeout_ms;
+	p->command_ms = (unsigned)cf->command_timeout_ms;
+	p->data_init_ms = (unsigned)cf->command_timeout_ms;
+	p->data_block_ms = (unsigned)cf->data_timeout_ms;
+	p->data_term_ms = (unsigned)cf->data_timeout_ms;
+}
+
+static bool
+uses_jis(const struct hato_config *cf)
+{
+	bool jis = charset_of(cf->charset) == CS_JIS;
+
+	for (size_t i = 0; i < cf->nrelays; i++)
+		jis |= charset_of(cf->relays[i].charset) == CS_JIS;
+	for (size_t i = 0; i < cf->npaces; i++)
+		jis |= charset_of(cf->paces[i].charset) == CS_JIS;
+	return jis;
+}
+
+static int
+dispatch_load_keys(struct dispatch *d, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < d->cf->ndkims; i++) {
+		const struct dkim_conf *k = &d->cf->dkims[i];
+		struct dkim_key *key = dkim_key_load(k->key_file, k->domain, k->selector, err, errlen);
+		if (!key)
+			return -1;
+		if (!(d->dkims = realloc(d->dkims, (d->ndkims + 1) * sizeof(*d->dkims))))
+			fatalx("dispatch: out of memory");
+		snprintf(d->dkims[d->ndkims].domain, sizeof(d->dkims[0].domain), "%s", k->domain);
+		d->dkims[d->ndkims++].key = key;
+	}
+	return 0;
+}
+
 struct dispatch *
-dispatch_new(struct event_base *base, const struct hato_config *cf)
+dispatch_new(struct event_base *base, const struct hato_config *cf, char *err, size_t errlen)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
 
@@ -623,23 +1037,58 @@ dispatch_new(struct event_base *base, const struct hato_config *cf)
 		fatalx("dispatch: out of memory");
 	d->base = base;
 	d->cf = cf;
+	d->need_jis = uses_jis(cf);
+	proto_from(&d->proto, cf);
+	if (!(d->mx = mxres_new(base, *cf->dns_servers ? cf->dns_servers : NULL, cf->smtp_port,
+	    (unsigned)cf->dns_timeout_ms, err, errlen)) || dispatch_load_keys(d, err, errlen) < 0) {
+		dispatch_free(d);
+		return NULL;
+	}
 	d->db = worker_create(base, "gateway-db", db_init, db_fini, (void *)cf);
 	d->claim_ev = evtimer_new(base, claim_now, d);
 	d->flush_ev = evtimer_new(base, flush_now, d);
-	d->proto.helo = cf->hostname;
-	d->proto.connect_ms = (unsigned)cf->connect_timeout_ms;
-	d->proto.greeting_ms = (unsigned)cf->greeting_timeout_ms;
-	d->proto.command_ms = (unsigned)cf->command_timeout_ms;
-	d->proto.data_init_ms = (unsigned)cf->command_timeout_ms;
-	d->proto.data_block_ms = (unsigned)cf->data_timeout_ms;
-	d->proto.data_term_ms = (unsigned)cf->data_timeout_ms;
 	return d;
 }
 
 void
 dispatch_start(struct dispatch *d)
 {
-	claim_soon(d, 0);
+	/* Rows stored under another table's routes go to today's. */
+	redest(d);
+}
+
+void
+dispatch_reload(struct dispatch *d, const struct hato_config *cf)
+{
+	struct dmsg_list moved = TAILQ_HEAD_INITIALIZER(moved);
+	struct dmsg *m;
+
+	if (!(d->old_cfs = realloc(d->old_cfs, (d->nold + 1) * sizeof(*d->old_cfs))))
+		fatalx("dispatch: out of memory");
+	d->old_cfs[d->nold++] = d->cf;
+	d->cf = cf;
+	d->need_jis = d->need_jis || uses_jis(cf);
+	proto_from(&d->proto, cf);
+	for (int b = 0; b < DEST_BUCKETS; b++)
+		for (struct dest *e = d->dests[b]; e; e = e->next) {
+			struct dest_conf dc;
+			dest_conf(cf, destq_key(e->dq), &dc);
+			destq_update(e->dq, dc.relay, dc.lim, dc.suspend_on);
+			e->charset = charset_of(dc.charset);
+			destq_take_queued(e->dq, &moved);
+		}
+	/* Queued messages take the new routes (those already in a session go on). */
+	while ((m = TAILQ_FIRST(&moved))) {
+		struct dest *e = dest_find(d, m->lease.dest);
+		TAILQ_REMOVE(&moved, m, entry);
+		if (e && m->held) {
+			e->held--;
+			m->held = false;
+		}
+		route_msg(d, m);
+	}
+	log_info("configuration reloaded: %s", cf->path);
+	redest(d);
 }
 
 struct release_task {
@@ -690,7 +1139,7 @@ maybe_finished(struct dispatch *d)
 {
 	struct release_task *t;
 
-	if (!d->stopping || d->releasing || d->claiming || d->loads || sessions_open(d))
+	if (!d->stopping || d->releasing || d->claiming || d->loads || d->pace_tasks || sessions_open(d))
 		return;
 	if (d->nres || d->recording) {
 		flush_soon(d, 0);
@@ -733,13 +1182,13 @@ dispatch_free(struct dispatch *d)
 {
 	if (!d)
 		return;
-	worker_free(d->db);
+	if (d->db)
+		worker_free(d->db);
 	for (int b = 0; b < DEST_BUCKETS; b++) {
 		struct dest *e, *next;
 		for (e = d->dests[b]; e; e = next) {
 			next = e->next;
 			destq_free(e->dq);
-			free(e->unavailable);
 			free(e);
 		}
 	}
@@ -747,12 +1196,26 @@ dispatch_free(struct dispatch *d)
 		struct djob *j, *next;
 		for (j = d->jobs[b]; j; j = next) {
 			next = j->next;
-			compose_body_free(j->body);
-			free(j);
+			job_free(j);
 		}
 	}
-	event_free(d->claim_ev);
-	event_free(d->flush_ev);
+	if (d->mx)
+		mxres_free(d->mx);
+	for (size_t i = 0; i < d->ndkims; i++)
+		dkim_key_free(d->dkims[i].key);
+	free(d->dkims);
+	if (d->claim_ev)
+		event_free(d->claim_ev);
+	if (d->flush_ev)
+		event_free(d->flush_ev);
+	free(d->old_cfs);
 	free(d->res);
 	free(d);
+}
+
+const struct hato_config *const *
+dispatch_old_configs(const struct dispatch *d, size_t *n)
+{
+	*n = d->nold;
+	return d->old_cfs;
 }

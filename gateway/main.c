@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -17,6 +18,8 @@
 struct app {
 	struct event_base *base;
 	struct dispatch *dispatch;
+	const char *path;
+	struct hato_config *cf;
 	int stopping;
 };
 
@@ -46,6 +49,34 @@ on_stop(void *arg)
 		return;
 	}
 	dispatch_stop(a->dispatch, on_drained, a);
+}
+
+/*
+ * SIGHUP: read the configuration and route table again. A file that does
+ * not load changes nothing: the error is logged with file:line and the old
+ * tables go on. Listening addresses, the database and the user are fixed
+ * for the life of the process.
+ */
+static void
+on_reload(void *arg)
+{
+	struct app *a = arg;
+	struct hato_config *cf;
+	char err[1024];
+
+	if (a->stopping)
+		return;
+	if (config_load(a->path, &cf, err, sizeof(err)) < 0) {
+		log_error("reload refused, the running configuration stays: %s", err);
+		return;
+	}
+	/* The node name is the lease owner: it must not change. */
+	free(cf->node);
+	if (!(cf->node = strdup(a->cf->node)))
+		fatalx("out of memory");
+	log_set_level(cf->log_level);
+	dispatch_reload(a->dispatch, cf);
+	a->cf = cf;
 }
 
 int
@@ -87,17 +118,29 @@ main(int argc, char **argv)
 	log_set_level(cf->log_level);
 	if (!(a.base = event_base_new()))
 		fatalx("cannot create the event loop");
+	/* Keys are read as root, then root is dropped. */
+	if (!(a.dispatch = dispatch_new(a.base, cf, err, sizeof(err))))
+		fatalx("%s", err);
 	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
 		fatalx("%s", err);
-	a.dispatch = dispatch_new(a.base, cf);
-	sig = daemon_signals(a.base, on_stop, NULL, &a);
+	a.path = path;
+	a.cf = cf;
+	sig = daemon_signals(a.base, on_stop, on_reload, &a);
 	log_info("gateway ready node=%s routes=%s", cf->node, cf->routes_path);
 	dispatch_start(a.dispatch);
 	event_base_dispatch(a.base);
+	size_t nold;
+	const struct hato_config *const *old = dispatch_old_configs(a.dispatch, &nold);
+	struct hato_config **keep = calloc(nold ? nold : 1, sizeof(*keep));
+	for (size_t i = 0; keep && i < nold; i++)
+		keep[i] = (struct hato_config *)old[i];
 	dispatch_free(a.dispatch);
+	for (size_t i = 0; keep && i < nold; i++)
+		config_free(keep[i]);
+	free(keep);
 	daemon_signals_free(sig);
 	event_base_free(a.base);
-	config_free(cf);
+	config_free(a.cf);
 	log_info("gateway stopped");
 	return 0;
 }

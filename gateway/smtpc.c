@@ -3,14 +3,31 @@
  * at a time over one connection.
  *
  * Public: smtpc_open, smtpc_send, smtpc_quit, smtpc_abort,
- * smtpc_has_pipelining, smtpc_stage_name.
+ * smtpc_has_pipelining, smtpc_tls_info, smtpc_tls_peer, smtpc_stage_name.
  *
  * The session is a state machine (enum state below): each reply goes to
  * on_reply(), which hands it to the small handler of the state it came in.
  * The libevent callbacks only turn socket events into plain events
- * (connected, line, eof, error, write stall, timeout); a STARTTLS or SMTPS
- * layer will slot in at on_connected() and after_hello() (stage SMTPC_TLS),
- * AUTH at after_hello() (SMTPC_AUTH).
+ * (connected, TLS ready, line, eof, error, write stall, timeout).
+ *
+ * TLS: SMTPS starts its handshake in on_connected(), STARTTLS after the
+ * first EHLO (after_hello()); either way the connected socket goes on
+ * under a TLS bufferevent from core/tls (which holds every OpenSSL call),
+ * and STARTTLS is followed by a new EHLO whose capabilities replace the
+ * old ones (RFC 3207 §4.2). When TLS is required, a server that does not
+ * offer it, refuses it, or fails the handshake or the certificate check
+ * ends the session at stage SMTPC_TLS with code 0 before any further
+ * command: not one octet of mail goes in clear. Opportunistic TLS goes on
+ * in clear when STARTTLS is not offered or refused, and reconnects once
+ * in clear when the handshake breaks (the server's TLS stack, not the
+ * certificate: a certificate refused under tls_verify ends the session).
+ *
+ * AUTH (RFC 4954) follows the last EHLO when the conf names a user: PLAIN
+ * with an initial response when offered, else LOGIN; over a connection in
+ * clear only when the conf allows it. Its outcome is reported at stage
+ * SMTPC_AUTH with the server's reply. The password is kept only in the
+ * session (wiped when freed) and in what is queued for the server; it is
+ * never put in a reply handed to the owner.
  *
  * Ownership: the session belongs to its owner, who frees it with
  * smtpc_abort or lets closed() end it (freed when closed() returns). A
@@ -38,8 +55,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,6 +67,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "core/tls.h"
 #include "gateway/smtpc.h"
 #include "mail/reply.h"
 
@@ -66,13 +86,19 @@
  * judge; this only keeps "RCPT TO:<...>" within one 1000-octet line.
  */
 #define PATH_MAX_LEN		960
+/* RFC 4616 allows 255 octets each; so do we, which keeps AUTH PLAIN in one line. */
+#define AUTH_FIELD_MAX		255
 
 enum state {
 	ST_CONNECTING,	/* TCP handshake */
 	ST_GREETING,	/* waiting for 220 */
 	ST_EHLO,
 	ST_HELO,	/* EHLO was refused with 5xx */
-	/* STARTTLS and AUTH will sit here, entered from after_hello(). */
+	ST_STARTTLS,	/* waiting for the reply to STARTTLS */
+	ST_TLS,		/* TLS handshake (SMTPS, or after STARTTLS) */
+	ST_AUTH_LOGIN,	/* AUTH LOGIN sent, waiting for 334 (user name) */
+	ST_AUTH_USER,	/* user name sent, waiting for 334 (password) */
+	ST_AUTH,	/* credentials sent, waiting for 235 */
 	ST_READY,	/* idle, between messages */
 	ST_MAIL,	/* waiting for the reply to MAIL */
 	ST_RCPT,
@@ -103,6 +129,23 @@ struct smtpc {
 	char *host;
 	char *helo;
 	struct timeouts to;
+	struct sockaddr_storage addr;	/* where to connect (again, for a fallback) */
+	socklen_t addrlen;
+
+	/* TLS: the mode in force (opportunistic becomes none after a fallback). */
+	int tls_mode;
+	bool tls_verify;
+	SSL_CTX *tls_ctx;
+	char *tls_name;
+	bool tls_on;			/* the handshake is done */
+	bool starttls_tried;		/* STARTTLS sent on this connection */
+	bool tls_fell_back;		/* reconnected in clear after a broken handshake */
+	char tls_info[128];
+	char tls_peer[256];
+
+	/* AUTH. */
+	char *auth_user, *auth_password;	/* NULL: no AUTH */
+	bool auth_without_tls;
 
 	/* EHLO capabilities. */
 	bool pipelining, eightbitmime, starttls, size_offered;
@@ -125,6 +168,9 @@ struct smtpc {
 };
 
 static void on_reply(struct smtpc *, const struct reply *);
+static void read_cb(struct bufferevent *, void *);
+static void write_cb(struct bufferevent *, void *);
+static void event_cb(struct bufferevent *, short, void *);
 static void session_fail(struct smtpc *, const struct smtpc_reply *);
 static void txn_start(struct smtpc *, const struct smtpc_msg *);
 
@@ -149,6 +195,18 @@ smtpc_has_pipelining(const struct smtpc *s)
 	return s->pipelining;
 }
 
+const char *
+smtpc_tls_info(const struct smtpc *s)
+{
+	return s->tls_on ? s->tls_info : "none";
+}
+
+const char *
+smtpc_tls_peer(const struct smtpc *s)
+{
+	return s->tls_on ? s->tls_peer : "";
+}
+
 /* The stage a failure in this state is reported at. */
 static enum smtpc_stage
 stage_of(enum state st)
@@ -161,6 +219,13 @@ stage_of(enum state st)
 	case ST_EHLO:
 	case ST_HELO:
 		return SMTPC_EHLO;
+	case ST_STARTTLS:
+	case ST_TLS:
+		return SMTPC_TLS;
+	case ST_AUTH_LOGIN:
+	case ST_AUTH_USER:
+	case ST_AUTH:
+		return SMTPC_AUTH;
 	case ST_RCPT:
 		return SMTPC_RCPT;
 	case ST_DATA:
@@ -188,6 +253,14 @@ timeout_reason(enum state st)
 		return "timeout waiting for reply to EHLO";
 	case ST_HELO:
 		return "timeout waiting for reply to HELO";
+	case ST_STARTTLS:
+		return "timeout waiting for reply to STARTTLS";
+	case ST_TLS:
+		return "timeout in TLS handshake";
+	case ST_AUTH_LOGIN:
+	case ST_AUTH_USER:
+	case ST_AUTH:
+		return "timeout waiting for reply to AUTH";
 	case ST_MAIL:
 		return "timeout waiting for reply to MAIL";
 	case ST_RCPT:
@@ -453,6 +526,12 @@ session_free(struct smtpc *s)
 		event_free(s->kick);
 	free(s->host);
 	free(s->helo);
+	free(s->tls_name);
+	free(s->auth_user);
+	if (s->auth_password != NULL) {
+		explicit_bzero(s->auth_password, strlen(s->auth_password));
+		free(s->auth_password);
+	}
 	free(s);
 }
 
@@ -542,11 +621,35 @@ become_ready(struct smtpc *s)
 		s->cbs.ready(s, s->arg);
 }
 
-/* Between EHLO/HELO and the first message: STARTTLS and AUTH go here. */
+static void auth_start(struct smtpc *);
+
+/*
+ * Between EHLO/HELO and the first message: STARTTLS when the mode wants it
+ * and it was not tried on this connection yet, then AUTH, then ready.
+ */
 static void
 after_hello(struct smtpc *s)
 {
-	become_ready(s);
+	struct smtpc_reply why;
+	bool want = s->tls_mode == SMTPC_TLS_STARTTLS || s->tls_mode == SMTPC_TLS_OPPORTUNISTIC;
+
+	if (want && !s->tls_on && !s->starttls_tried) {
+		if (s->starttls) {
+			s->starttls_tried = true;
+			io_printf(s, "STARTTLS\r\n");
+			expect(s, ST_STARTTLS);
+			return;
+		}
+		if (s->tls_mode == SMTPC_TLS_STARTTLS) {
+			noreply(&why, SMTPC_TLS, "STARTTLS required but not offered");
+			fail(s, &why);
+			return;
+		}
+	}
+	if (s->auth_user != NULL)
+		auth_start(s);
+	else
+		become_ready(s);
 }
 
 static void
@@ -554,6 +657,270 @@ send_ehlo(struct smtpc *s)
 {
 	io_printf(s, "EHLO %s\r\n", s->helo);
 	expect(s, ST_EHLO);
+}
+
+/* ---- TLS ---- */
+
+/* RFC 3207 §4.2: what the server said in clear is forgotten under TLS. */
+static void
+caps_clear(struct smtpc *s)
+{
+	s->pipelining = s->eightbitmime = s->starttls = s->size_offered = false;
+	s->size_max = 0;
+	s->auth[0] = '\0';
+}
+
+/*
+ * The handshake starts: the connected socket goes on under a TLS
+ * bufferevent. The plain one is freed and closes its own descriptor once
+ * libevent is done with it, so the TLS one gets a duplicate: no event of
+ * the old one can ever be left on a descriptor number in new use.
+ */
+static void
+tls_start(struct smtpc *s)
+{
+	struct smtpc_reply why;
+	char err[256];
+	int fd;
+
+	fd = fcntl(bufferevent_getfd(s->bev), F_DUPFD_CLOEXEC, 0);
+	io_close(s);
+	if (fd < 0) {
+		noreply(&why, SMTPC_TLS, "TLS setup failed: %s", strerror(errno));
+		fail(s, &why);
+		return;
+	}
+	s->bev = tls_client_bev(s->base, fd, s->tls_ctx, s->tls_name, s->tls_verify,
+	    BEV_OPT_DEFER_CALLBACKS, err, sizeof err);
+	if (s->bev == NULL) {
+		noreply(&why, SMTPC_TLS, "%s", err);
+		fail(s, &why);
+		return;
+	}
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	caps_clear(s);
+	expect(s, ST_TLS);
+}
+
+/* The handshake is done (and the certificate passed, if it had to). */
+static void
+on_tls_ready(struct smtpc *s)
+{
+	struct timeval block = { s->to.data_block / 1000, (s->to.data_block % 1000) * 1000 };
+
+	s->tls_on = true;
+	tls_describe(s->bev, s->tls_info, sizeof s->tls_info, s->tls_peer, sizeof s->tls_peer);
+	bufferevent_set_timeouts(s->bev, NULL, &block);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->tls_mode == SMTPC_TLS_SMTPS)
+		expect(s, ST_GREETING);
+	else
+		send_ehlo(s);
+}
+
+static int io_connect(struct smtpc *);
+
+/*
+ * Opportunistic TLS whose handshake broke: the connection is unusable, but
+ * the server may still take mail in clear (RFC 7435 §3), so once more
+ * without STARTTLS.
+ */
+static void
+tls_fall_back(struct smtpc *s)
+{
+	struct smtpc_reply why;
+
+	io_close(s);
+	s->tls_mode = SMTPC_TLS_NONE;
+	s->tls_fell_back = true;
+	s->starttls_tried = false;
+	caps_clear(s);
+	reply_init(&s->reply);
+	if (io_connect(s) < 0) {
+		noreply(&why, SMTPC_CONNECT, "cannot make a socket: %s", strerror(errno));
+		fail(s, &why);
+	}
+}
+
+/*
+ * The handshake failed (or timed out): say why, or fall back to clear when
+ * that is allowed.
+ */
+static void
+on_tls_failed(struct smtpc *s, int err, bool timeout)
+{
+	struct smtpc_reply why;
+	char text[400];
+	bool cert;
+
+	cert = tls_failure(s->bev, text, sizeof text);
+	if (!cert && s->tls_mode == SMTPC_TLS_OPPORTUNISTIC && !s->tls_fell_back) {
+		tls_fall_back(s);
+		return;
+	}
+	if (timeout)
+		noreply(&why, SMTPC_TLS, "%s", timeout_reason(ST_TLS));
+	else if (cert)
+		noreply(&why, SMTPC_TLS, "%s", text);
+	else if (*text != '\0')
+		noreply(&why, SMTPC_TLS, "TLS handshake failed: %s", text);
+	else if (err != 0)
+		noreply(&why, SMTPC_TLS, "TLS handshake failed: %s", strerror(err));
+	else
+		noreply(&why, SMTPC_TLS, "TLS handshake failed: server closed the connection");
+	fail(s, &why);
+}
+
+static void
+starttls_reply(struct smtpc *s, const struct reply *r)
+{
+	struct smtpc_reply why;
+
+	if (r->code == 220) {
+		/*
+		 * Anything already read after the 220 came in clear and would
+		 * be taken for replies under TLS (the injection of CVE-2011-0411
+		 * and its kind): a server that does this is not to be trusted.
+		 */
+		if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+			noreply(&why, SMTPC_TLS, "server sent data after its reply to STARTTLS");
+			fail(s, &why);
+			return;
+		}
+		tls_start(s);
+		return;
+	}
+	if (s->tls_mode == SMTPC_TLS_OPPORTUNISTIC && r->code / 100 != 2) {
+		/* Refused, and the server still speaks SMTP in clear (RFC 3207 §4). */
+		after_hello(s);
+		return;
+	}
+	/* Code 0: a refused STARTTLS says nothing about the message. */
+	noreply(&why, SMTPC_TLS, "STARTTLS refused: %d %s", r->code, r->text);
+	fail(s, &why);
+}
+
+/* ---- AUTH ---- */
+
+/* RFC 4648 base64 of n octets; out must hold 4 * ((n + 2) / 3) + 1. */
+static void
+base64(char *out, const unsigned char *in, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned long v;
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64[v >> 18 & 63];
+		out[o++] = b64[v >> 12 & 63];
+		out[o++] = b64[v >> 6 & 63];
+		out[o++] = b64[v & 63];
+	}
+	if (i < n) {
+		v = (unsigned long)in[i] << 16 | (i + 1 < n ? (unsigned long)in[i + 1] << 8 : 0);
+		out[o++] = b64[v >> 18 & 63];
+		out[o++] = b64[v >> 12 & 63];
+		out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+}
+
+/* Whether the EHLO's AUTH line names mech (a whole word, any case). */
+static bool
+auth_offered(const struct smtpc *s, const char *mech)
+{
+	size_t n = strlen(mech);
+	const char *p = s->auth;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+		while (*p != ' ' && *p != '\0')
+			p++;
+	}
+	return false;
+}
+
+/* One base64 line: "prefix" then the encoding of text (a user name or password). */
+static void
+send_secret(struct smtpc *s, const char *prefix, const unsigned char *text, size_t n)
+{
+	char enc[4 * ((2 * AUTH_FIELD_MAX + 2 + 2) / 3) + 1];
+
+	base64(enc, text, n);
+	io_printf(s, "%s%s\r\n", prefix, enc);
+	explicit_bzero(enc, sizeof enc);
+}
+
+/* RFC 4616: authzid (empty), NUL, authcid, NUL, password, as the initial response. */
+static void
+send_auth_plain(struct smtpc *s)
+{
+	unsigned char buf[2 * AUTH_FIELD_MAX + 2];
+	size_t u = strlen(s->auth_user), p = strlen(s->auth_password);
+
+	buf[0] = '\0';
+	memcpy(buf + 1, s->auth_user, u);
+	buf[1 + u] = '\0';
+	memcpy(buf + 2 + u, s->auth_password, p);
+	send_secret(s, "AUTH PLAIN ", buf, u + p + 2);
+	explicit_bzero(buf, sizeof buf);
+	expect(s, ST_AUTH);
+}
+
+static void
+auth_start(struct smtpc *s)
+{
+	struct smtpc_reply why;
+
+	if (!s->tls_on && !s->auth_without_tls) {
+		noreply(&why, SMTPC_AUTH, "AUTH refused: connection not encrypted");
+		fail(s, &why);
+	} else if (auth_offered(s, "PLAIN"))
+		send_auth_plain(s);
+	else if (auth_offered(s, "LOGIN")) {
+		io_printf(s, "AUTH LOGIN\r\n");
+		expect(s, ST_AUTH_LOGIN);
+	} else {
+		if (s->auth[0] != '\0')
+			noreply(&why, SMTPC_AUTH, "AUTH PLAIN or LOGIN not offered (server offers %s)", s->auth);
+		else
+			noreply(&why, SMTPC_AUTH, "AUTH not offered");
+		fail(s, &why);
+	}
+}
+
+/*
+ * The replies of the AUTH exchange: 334 asks for the next part (LOGIN's
+ * prompts are fixed, their text is not read), 235 ends it. Anything else
+ * is the outcome, with the server's code: 535 5.7.8 bad credentials, 454
+ * a temporary failure, 534 a mechanism too weak.
+ */
+static void
+auth_reply(struct smtpc *s, const struct reply *r)
+{
+	struct smtpc_reply why;
+
+	if (r->code == 334 && s->state == ST_AUTH_LOGIN) {
+		send_secret(s, "", (const unsigned char *)s->auth_user, strlen(s->auth_user));
+		expect(s, ST_AUTH_USER);
+	} else if (r->code == 334 && s->state == ST_AUTH_USER) {
+		send_secret(s, "", (const unsigned char *)s->auth_password, strlen(s->auth_password));
+		expect(s, ST_AUTH);
+	} else if (r->code / 100 == 2 && s->state == ST_AUTH)
+		become_ready(s);
+	else if (r->code == 334 || r->code / 100 == 2) {
+		/* A challenge or a success out of turn: the exchange is lost. */
+		noreply(&why, SMTPC_AUTH, "unexpected reply to AUTH: %d %s", r->code, r->text);
+		fail(s, &why);
+	} else {
+		reply_out(&why, r, SMTPC_AUTH);
+		fail(s, &why);
+	}
 }
 
 static void
@@ -812,6 +1179,14 @@ on_reply(struct smtpc *s, const struct reply *r)
 	case ST_HELO:
 		helo_reply(s, r);
 		break;
+	case ST_STARTTLS:
+		starttls_reply(s, r);
+		break;
+	case ST_AUTH_LOGIN:
+	case ST_AUTH_USER:
+	case ST_AUTH:
+		auth_reply(s, r);
+		break;
 	case ST_MAIL:
 		mail_reply(s, r);
 		break;
@@ -843,7 +1218,15 @@ on_connected(struct smtpc *s)
 	/* RFC 5321 §4.5.3.2 "data block": no write may stall longer. */
 	struct timeval block = { s->to.data_block / 1000, (s->to.data_block % 1000) * 1000 };
 
-	/* SMTPS would start its TLS handshake here (SMTPC_TLS). */
+	if (s->state == ST_TLS) {
+		on_tls_ready(s);
+		return;
+	}
+	if (s->tls_mode == SMTPC_TLS_SMTPS) {
+		/* RFC 8314: TLS from the first octet; the greeting comes under it. */
+		tls_start(s);
+		return;
+	}
 	bufferevent_set_timeouts(s->bev, NULL, &block);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	expect(s, ST_GREETING);
@@ -907,7 +1290,12 @@ static void
 on_error(struct smtpc *s, int err)
 {
 	struct smtpc_reply why;
+	char text[400];
 
+	if (s->state == ST_TLS) {
+		on_tls_failed(s, err, false);
+		return;
+	}
 	if (s->state == ST_CONNECTING) {
 		if (err == ECONNREFUSED)
 			noreply(&why, SMTPC_CONNECT, "connection refused");
@@ -922,7 +1310,9 @@ on_error(struct smtpc *s, int err)
 	on_input(s);
 	if (s->state == ST_DEAD || s->state == ST_FAILING || s->bev == NULL)
 		return;
-	if (err == 0)
+	if (s->tls_on && (tls_failure(s->bev, text, sizeof text) || *text != '\0'))
+		noreply(&why, stage_of(s->state), "connection lost: TLS: %s", text);
+	else if (err == 0)
 		noreply(&why, stage_of(s->state), "connection lost");
 	else
 		noreply(&why, stage_of(s->state), "connection lost: %s", strerror(err));
@@ -934,6 +1324,10 @@ on_eof(struct smtpc *s)
 {
 	struct smtpc_reply why;
 
+	if (s->state == ST_TLS) {
+		on_tls_failed(s, 0, false);
+		return;
+	}
 	/* A last reply may have come with the FIN ("421 ..." then close). */
 	on_input(s);
 	if (s->state == ST_DEAD || s->state == ST_FAILING || s->bev == NULL)
@@ -959,6 +1353,10 @@ on_timeout(struct smtpc *s)
 {
 	struct smtpc_reply why;
 
+	if (s->state == ST_TLS) {
+		on_tls_failed(s, 0, true);
+		return;
+	}
 	noreply(&why, stage_of(s->state), "%s", timeout_reason(s->state));
 	fail(s, &why);
 }
@@ -1096,36 +1494,67 @@ session_new(struct event_base *base, const struct smtpc_conf *c, const struct sm
 	s->to.data_term = conf_ms(c->data_term_ms, DEFAULT_DATA_TERM_MS);
 	reply_init(&s->reply);
 	s->state = ST_CONNECTING;
-	if (s->host == NULL || s->helo == NULL || s->timer == NULL || s->kick == NULL) {
+	memcpy(&s->addr, c->addr, c->addrlen);
+	s->addrlen = c->addrlen;
+	s->tls_mode = c->tls;
+	s->tls_verify = c->tls_verify;
+	s->tls_ctx = c->tls_ctx;
+	s->tls_name = strdup(c->tls_name != NULL && *c->tls_name != '\0' ? c->tls_name : s->host != NULL ? s->host : "");
+	snprintf(s->tls_info, sizeof s->tls_info, "none");
+	if (c->auth_user != NULL) {
+		s->auth_user = strdup(c->auth_user);
+		s->auth_password = strdup(c->auth_password != NULL ? c->auth_password : "");
+	}
+	s->auth_without_tls = c->auth_without_tls;
+	if (s->host == NULL || s->helo == NULL || s->timer == NULL || s->kick == NULL || s->tls_name == NULL ||
+	    (c->auth_user != NULL && (s->auth_user == NULL || s->auth_password == NULL))) {
 		session_free(s);
 		return NULL;
 	}
 	return s;
 }
 
-struct smtpc *
-smtpc_open(struct event_base *base, const struct smtpc_conf *c, const struct smtpc_cbs *cbs, void *arg)
+/* What is wrong with the TLS and AUTH settings, reported like a failure to connect. */
+static bool
+conf_bad(const struct smtpc *s, struct smtpc_reply *why)
+{
+	if (s->tls_mode < SMTPC_TLS_NONE || s->tls_mode > SMTPC_TLS_OPPORTUNISTIC)
+		noreply(why, SMTPC_TLS, "unknown TLS mode %d", s->tls_mode);
+	else if (s->tls_mode != SMTPC_TLS_NONE && s->tls_ctx == NULL)
+		noreply(why, SMTPC_TLS, "TLS wanted but no TLS context given");
+	else if (s->auth_user != NULL && (*s->auth_user == '\0' || strlen(s->auth_user) > AUTH_FIELD_MAX ||
+	    strlen(s->auth_password) > AUTH_FIELD_MAX))
+		noreply(why, SMTPC_AUTH, "AUTH user name empty, or user name or password over %d octets",
+		    AUTH_FIELD_MAX);
+	else
+		return false;
+	return true;
+}
+
+/*
+ * A socket and its plain bufferevent, connecting to the server; -1 with
+ * errno when there is none. A connect that fails at once is reported
+ * from the loop.
+ */
+static int
+io_connect(struct smtpc *s)
 {
 	struct smtpc_reply why;
-	struct smtpc *s;
 	int fd, err;
 
-	if (c == NULL || c->addr == NULL || cbs == NULL || (s = session_new(base, c, cbs, arg)) == NULL)
-		return NULL;
-	fd = socket(c->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		session_free(s);
-		return NULL;
-	}
-	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	s->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL) {
+		err = errno;
 		close(fd);
-		session_free(s);
-		return NULL;
+		errno = err;
+		return -1;
 	}
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	expect(s, ST_CONNECTING);
-	if (bufferevent_socket_connect(s->bev, c->addr, (int)c->addrlen) < 0) {
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&s->addr, (int)s->addrlen) < 0) {
 		/* There is a socket, so this is the connect failing at once
 		 * (no route, no such address): say so from the loop. */
 		err = errno;
@@ -1134,6 +1563,27 @@ smtpc_open(struct event_base *base, const struct smtpc_conf *c, const struct smt
 		else
 			noreply(&why, SMTPC_CONNECT, "connect failed: %s", strerror(err));
 		fail_later(s, &why);
+	}
+	return 0;
+}
+
+struct smtpc *
+smtpc_open(struct event_base *base, const struct smtpc_conf *c, const struct smtpc_cbs *cbs, void *arg)
+{
+	struct smtpc_reply why;
+	struct smtpc *s;
+
+	if (c == NULL || c->addr == NULL || cbs == NULL || c->addrlen > sizeof(struct sockaddr_storage) ||
+	    (s = session_new(base, c, cbs, arg)) == NULL)
+		return NULL;
+	if (conf_bad(s, &why)) {
+		/* Not one packet to a server we could not talk to as asked. */
+		fail_later(s, &why);
+		return s;
+	}
+	if (io_connect(s) < 0) {
+		session_free(s);
+		return NULL;
 	}
 	return s;
 }
@@ -1172,6 +1622,11 @@ smtpc_quit(struct smtpc *s)
 	case ST_GREETING:
 	case ST_EHLO:
 	case ST_HELO:
+	case ST_STARTTLS:
+	case ST_TLS:
+	case ST_AUTH_LOGIN:
+	case ST_AUTH_USER:
+	case ST_AUTH:
 		/* Nothing to be polite about yet: close, and say so from the loop. */
 		io_close(s);
 		s->state = ST_CLOSING;

@@ -30,6 +30,7 @@
 #include "intake/lmtp.h"
 #include "intake/submission.h"
 #include "mail/mime.h"
+#include "routes/routes.h"
 #include "sql/store.h"
 
 #define MAX_WORKERS 64
@@ -120,24 +121,32 @@ intake_parse_send_at(const char *s, double *when, const char **why)
 	return 0;
 }
 
-/* Build the recipient rows of the accepted addresses. */
+/* Build the recipient rows of the accepted addresses, each with its
+ * destination by the route table (the gateway re-routes on reload). */
+#define ROW_BUF (ADDR_MAX + 1 + 128)
 static struct store_rcpt_new *
-accepted_rows(const struct submission *sub, char **bufs, size_t *n)
+accepted_rows(const struct hato_config *cf, const struct submission *sub, char **bufs, size_t *n)
 {
-	struct store_rcpt_new *rows = calloc(sub->naccepted ? sub->naccepted : 1, sizeof(*rows));
-	char *buf = malloc((sub->naccepted ? sub->naccepted : 1) * (ADDR_MAX + 1));
+	size_t cap = sub->naccepted ? sub->naccepted : 1;
+	struct store_rcpt_new *rows = calloc(cap, sizeof(*rows));
+	char *buf = malloc(cap * ROW_BUF);
 
 	if (!rows || !buf)
 		fatalx("intake: out of memory");
 	*n = 0;
 	for (size_t i = 0; i < sub->nrcpt; i++) {
 		const struct sub_rcpt *r = &sub->rcpts[i];
+		const struct route *rt;
 		if (r->verdict != RCPT_ACCEPTED)
 			continue;
-		char *a = buf + *n * (ADDR_MAX + 1);
+		char *a = buf + *n * ROW_BUF, *dest = a + ADDR_MAX + 1;
 		addr_canonical(&r->addr, a, ADDR_MAX + 1);
+		dest[0] = '\0';
+		if ((rt = routes_match(cf->routes, r->addr.domain)))
+			routes_dest_key(rt, r->addr.domain, dest, 128);
 		rows[*n].address = a;
 		rows[*n].domain = r->addr.domain;
+		rows[*n].dest = dest;
 		(*n)++;
 	}
 	*bufs = buf;
@@ -145,7 +154,7 @@ accepted_rows(const struct submission *sub, char **bufs, size_t *n)
 }
 
 static void
-store_submission(struct store *st, const struct submitter_conf *who, const char *env_from,
+store_submission(struct store *st, const struct hato_config *cf, const struct submitter_conf *who, const char *env_from,
     const struct mime_msg *m, const struct submission *sub, char *reply, size_t replylen)
 {
 	struct store_job_new j = {
@@ -164,7 +173,7 @@ store_submission(struct store *st, const struct submitter_conf *who, const char 
 		snprintf(reply, replylen, "550 5.6.0 %s", why);
 		return;
 	}
-	rows = accepted_rows(sub, &bufs, &n);
+	rows = accepted_rows(cf, sub, &bufs, &n);
 	rc = store_job_create(st, &j, rows, n, &job_id);
 	free(rows);
 	free(bufs);
@@ -209,7 +218,7 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 	} else if (sub.naccepted == 0) {
 		snprintf(reply, replylen, "550 5.1.3 no valid recipient among %zu given", sub.nrcpt);
 	} else
-		store_submission(st, who, env_from, &m, &sub, reply, replylen);
+		store_submission(st, cf, who, env_from, &m, &sub, reply, replylen);
 	submission_free(&sub);
 	mime_msg_free(&m);
 }

@@ -489,3 +489,22 @@ routes_free(struct route_table *t)
 	free(t->slots);
 	free(t);
 }
+
+size_t
+routes_dest_key(const struct route *r, const char *domain, char *buf, size_t size)
+{
+	int n;
+
+	switch (r->kind) {
+	case ROUTE_RELAY:
+		n = snprintf(buf, size, "relay:%s", r->name);
+		break;
+	case ROUTE_PACE:
+		n = snprintf(buf, size, "pace:%s", r->name);
+		break;
+	default:
+		n = snprintf(buf, size, "mx:%s", domain);
+		break;
+	}
+	return n < 0 ? 0 : (size_t)n;
+}

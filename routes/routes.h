@@ -36,6 +36,11 @@ const struct route *routes_match(const struct route_table *t, const char *domain
 /* Iterate all rules in file order: returns NULL past the end. */
 const struct route *routes_at(const struct route_table *t, size_t i);
 
+/* The destination a rule sends a domain to: "relay:NAME", "pace:NAME" or
+ * "mx:DOMAIN" (every domain routed to one relay or pace policy shares its
+ * queue and limits; each MX domain is its own). Returns the length. */
+size_t routes_dest_key(const struct route *r, const char *domain, char *buf, size_t size);
+
 void routes_free(struct route_table *t);
 
 #endif

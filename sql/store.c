@@ -24,7 +24,7 @@
 #include "sql/store.h"
 
 #define STMT_CACHE 32
-#define MAXP 1100		/* parameters of the largest statement */
+#define MAXP 1300		/* parameters of the largest statement */
 #define INSERT_CHUNK 256	/* delivery rows per multi-row INSERT */
 #define CLAIM_CHUNK 100		/* ids per lease UPDATE */
 
@@ -469,8 +469,8 @@ static const char SQL_JOB_INSERT[] =
     " state, dry_run, recipients, send_at, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6))";
 
-#define DLV_ROW "(?, ?, ?, 'queued', 0, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6), NOW(6))"
-#define DLV_INSERT "INSERT INTO deliveries (job_id, address, domain, state, attempts," \
+#define DLV_ROW "(?, ?, ?, ?, 'queued', 0, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6), NOW(6))"
+#define DLV_INSERT "INSERT INTO deliveries (job_id, address, domain, dest, state, attempts," \
     " next_attempt, created_at, updated_at) VALUES "
 #define R4(x) x "," x "," x "," x
 #define R16(x) R4(x) "," R4(x) "," R4(x) "," R4(x)
@@ -496,6 +496,7 @@ insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
 			bind_u64(p, &job_id);
 			bind_str(p, r[i + k].address);
 			bind_str(p, r[i + k].domain);
+			bind_str(p, r[i + k].dest ? r[i + k].dest : "");
 			bind_dbl(p, send_at);
 			if (*send_at == 0)
 				p->null[p->n - 1] = 1;
@@ -544,13 +545,19 @@ store_job_create(struct store *s, const struct store_job_new *j,
 /* ---- gateway ---- */
 
 /*
- * A claim moves next_attempt to the end of the lease, so leased rows leave
- * the due range of the index; if the lease runs out unrecorded, the row is
+ * Claims go destination by destination (index dest, next_attempt), so that
+ * a destination with a million waiting deliveries never stands in front of
+ * another's. A claim moves next_attempt to the end of the lease, so leased
+ * rows leave the due range; if the lease runs out unrecorded, the row is
  * due again and another gateway (or this one restarted) sends it.
  */
+static const char SQL_DUE_DESTS[] =
+    "SELECT dest, MIN(next_attempt) AS due FROM deliveries GROUP BY dest"
+    " HAVING due <= NOW(6) LIMIT ?";
 static const char SQL_CLAIM_SELECT[] =
-    "SELECT id, job_id, attempts, UNIX_TIMESTAMP(created_at), address, domain"
-    " FROM deliveries WHERE next_attempt <= NOW(6) AND state IN ('queued', 'deferred')"
+    "SELECT id, job_id, attempts, UNIX_TIMESTAMP(created_at), address, domain, dest"
+    " FROM deliveries WHERE dest = ? AND next_attempt <= NOW(6)"
+    " AND state IN ('queued', 'deferred')"
     " ORDER BY next_attempt LIMIT ? FOR UPDATE SKIP LOCKED";
 #define ID4 "?,?,?,?"
 #define ID20 ID4 "," ID4 "," ID4 "," ID4 "," ID4
@@ -560,6 +567,31 @@ static const char SQL_CLAIM_UPDATE[] =
     " next_attempt = NOW(6) + INTERVAL ? MICROSECOND WHERE id IN (" ID100 ")";
 static const char SQL_JOB_SENDING[] =
     "UPDATE jobs SET state = 'sending' WHERE id = ? AND state = 'queued'";
+
+int
+store_due_dests(struct store *s, char (*dests)[128], size_t max, size_t *n)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	char due[40];
+	uint64_t lim = max;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*n = 0;
+	bind_u64(&p, &lim);
+	if (!(st = run(s, SQL_DUE_DESTS, &p, &rc, "due destinations")))
+		return rc;
+	while (*n < max) {
+		r.n = 0;
+		bind_out(&r, dests[*n], 128);
+		bind_out(&r, due, sizeof(due));
+		if ((f = fetch(s, st, &r, "due destinations")) != 1)
+			break;
+		(*n)++;
+	}
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
 
 static int
 lease_ids(struct store *s, const char *owner, uint64_t lease_ms,
@@ -601,42 +633,201 @@ mark_jobs_sending(struct store *s, const struct store_lease *l, size_t n)
 	return rc;
 }
 
-int
-store_claim(struct store *s, const char *owner, uint64_t lease_ms,
-    size_t max, struct store_lease *out, size_t *n)
+static int
+claim_dest(struct store *s, const struct store_claim_req *req, struct store_lease *out,
+    size_t room, size_t *n)
 {
 	struct binds p = { .n = 0 }, r = { .n = 0 };
 	struct store_lease row;
+	uint64_t lim = req->max < room ? req->max : room;
 	MYSQL_STMT *st;
-	uint64_t lim = max;
-	int rc, f;
+	int rc, f = 0;
 
-	*n = 0;
-	if ((rc = tx_begin(s)) != STORE_OK)
-		return rc;
+	bind_str(&p, req->dest);
 	bind_u64(&p, &lim);
 	if (!(st = run(s, SQL_CLAIM_SELECT, &p, &rc, "claim")))
-		return tx_abort(s, rc);
+		return rc;
 	bind_u64(&r, &row.id);
 	bind_u64(&r, &row.job_id);
 	bind_int(&r, (int *)&row.attempts);
 	bind_dbl(&r, &row.created);
 	bind_out(&r, row.address, sizeof(row.address));
 	bind_out(&r, row.domain, sizeof(row.domain));
-	while (*n < max && (f = fetch(s, st, &r, "claim")) == 1)
+	bind_out(&r, row.dest, sizeof(row.dest));
+	while (*n < room && (f = fetch(s, st, &r, "claim")) == 1)
 		out[(*n)++] = row;
 	mysql_stmt_free_result(st);
-	if (f < 0)
-		return tx_abort(s, f);
-	if (*n && (rc = lease_ids(s, owner, lease_ms, out, *n)) != STORE_OK)
+	return f < 0 ? f : STORE_OK;
+}
+
+int
+store_claim(struct store *s, const char *owner, uint64_t lease_ms,
+    const struct store_claim_req *req, size_t nreq,
+    struct store_lease *out, size_t maxout, size_t *n)
+{
+	int rc;
+
+	*n = 0;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	for (size_t i = 0; i < nreq && *n < maxout; i++)
+		if ((rc = claim_dest(s, &req[i], out, maxout, n)) != STORE_OK) {
+			*n = 0;
+			return tx_abort(s, rc);
+		}
+	if (*n && ((rc = lease_ids(s, owner, lease_ms, out, *n)) != STORE_OK ||
+	    (rc = mark_jobs_sending(s, out, *n)) != STORE_OK)) {
+		*n = 0;
 		return tx_abort(s, rc);
-	if (*n && (rc = mark_jobs_sending(s, out, *n)) != STORE_OK)
-		return tx_abort(s, rc);
+	}
 	if ((rc = tx_commit(s)) != STORE_OK) {
 		*n = 0;
 		return tx_abort(s, rc);
 	}
 	return STORE_OK;
+}
+
+/* ---- pace ---- */
+
+static const char SQL_PACE_ENSURE[] =
+    "INSERT IGNORE INTO pace_state (dest, next_slot, factor, updated_at)"
+    " VALUES (?, NOW(6), 1, NOW(6))";
+static const char SQL_PACE_GET[] =
+    "SELECT UNIX_TIMESTAMP(next_slot), UNIX_TIMESTAMP(NOW(6)), factor,"
+    " COALESCE(UNIX_TIMESTAMP(suspended_until), 0) FROM pace_state WHERE dest = ? FOR UPDATE";
+static const char SQL_PACE_SET[] =
+    "UPDATE pace_state SET next_slot = FROM_UNIXTIME(?), factor = ?, updated_at = NOW(6)"
+    " WHERE dest = ?";
+static const char SQL_PACE_SUSPEND[] =
+    "UPDATE pace_state SET"
+    " factor = IF(suspended_until IS NULL OR suspended_until < NOW(6), GREATEST(?, factor / 2), factor),"
+    " suspended_until = GREATEST(COALESCE(suspended_until, NOW(6)), NOW(6) + INTERVAL ? MICROSECOND),"
+    " reason = ?, updated_at = NOW(6) WHERE dest = ?";
+
+static int
+pace_ensure(struct store *s, const char *dest)
+{
+	struct binds p = { .n = 0 };
+	int rc;
+
+	bind_str(&p, dest);
+	run(s, SQL_PACE_ENSURE, &p, &rc, "pace");
+	return rc;
+}
+
+int
+store_pace_reserve(struct store *s, const char *dest, uint64_t base_gap_us, unsigned k,
+    double factor_add, struct store_pace *out)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	double next_slot, next;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	if ((rc = pace_ensure(s, dest)) != STORE_OK)
+		return tx_abort(s, rc);
+	bind_str(&p, dest);
+	if (!(st = run(s, SQL_PACE_GET, &p, &rc, "pace")))
+		return tx_abort(s, rc);
+	bind_dbl(&r, &next_slot);
+	bind_dbl(&r, &out->db_now);
+	bind_dbl(&r, &out->factor);
+	bind_dbl(&r, &out->suspended_until);
+	f = fetch(s, st, &r, "pace");
+	mysql_stmt_free_result(st);
+	if (f <= 0)
+		return tx_abort(s, f == 0 ? STORE_RETRY : f);
+	if (out->suspended_until <= out->db_now)
+		out->suspended_until = 0;
+	out->factor += factor_add;
+	if (out->factor > 1)
+		out->factor = 1;
+	if (out->factor <= 0)
+		out->factor = 1.0 / 64;
+	out->gap = (double)base_gap_us / 1e6 / out->factor;
+	out->start = next_slot > out->db_now ? next_slot : out->db_now;
+	if (out->suspended_until > out->start)
+		out->start = out->suspended_until;
+	next = out->start + out->gap * k;
+	p.n = 0;
+	bind_dbl(&p, &next);
+	bind_dbl(&p, &out->factor);
+	bind_str(&p, dest);
+	if (!run(s, SQL_PACE_SET, &p, &rc, "pace"))
+		return tx_abort(s, rc);
+	if ((rc = tx_commit(s)) != STORE_OK)
+		return tx_abort(s, rc);
+	return STORE_OK;
+}
+
+int
+store_pace_suspend(struct store *s, const char *dest, uint64_t suspend_ms,
+    double min_factor, const char *reason)
+{
+	struct binds p = { .n = 0 };
+	uint64_t us = suspend_ms * 1000;
+	int rc;
+
+	if ((rc = pace_ensure(s, dest)) != STORE_OK)
+		return rc;
+	bind_dbl(&p, &min_factor);
+	bind_u64(&p, &us);
+	bind_str(&p, reason);
+	bind_str(&p, dest);
+	run(s, SQL_PACE_SUSPEND, &p, &rc, "pace suspend");
+	return rc;
+}
+
+static const char SQL_REDEST_LIST[] =
+    "SELECT DISTINCT domain, dest FROM deliveries WHERE next_attempt IS NOT NULL"
+    " AND state IN ('queued', 'deferred')";
+static const char SQL_REDEST_SET[] =
+    "UPDATE deliveries SET dest = ? WHERE domain = ? AND dest = ?"
+    " AND state IN ('queued', 'deferred')";
+
+struct redest_pair {
+	char domain[256], dest[128];
+};
+
+int
+store_redest(struct store *s, size_t (*dest_of)(void *, const char *, char *, size_t),
+    void *arg, size_t *moved)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	struct redest_pair row, *pairs = NULL;
+	size_t n = 0, cap = 0;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*moved = 0;
+	if (!(st = run(s, SQL_REDEST_LIST, NULL, &rc, "redest")))
+		return rc;
+	bind_out(&r, row.domain, sizeof(row.domain));
+	bind_out(&r, row.dest, sizeof(row.dest));
+	while ((f = fetch(s, st, &r, "redest")) == 1) {
+		if (n == cap && !(pairs = realloc(pairs, (cap = cap ? cap * 2 : 64) * sizeof(*pairs))))
+			fatalx("store: out of memory");
+		pairs[n++] = row;
+	}
+	mysql_stmt_free_result(st);
+	rc = f < 0 ? f : STORE_OK;
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+		char now[128];
+		dest_of(arg, pairs[i].domain, now, sizeof(now));
+		if (strcmp(now, pairs[i].dest) == 0)
+			continue;
+		p.n = 0;
+		bind_str(&p, now);
+		bind_str(&p, pairs[i].domain);
+		bind_str(&p, pairs[i].dest);
+		if ((st = run(s, SQL_REDEST_SET, &p, &rc, "redest")))
+			*moved += (size_t)mysql_stmt_affected_rows(st);
+	}
+	free(pairs);
+	return rc;
 }
 
 static const char SQL_JOB_GET[] =
@@ -918,6 +1109,44 @@ store_deliveries_each(struct store *s, uint64_t job_id,
 	bind_out(&r, row.text, sizeof(row.text));
 	bind_out(&r, row.updated, sizeof(row.updated));
 	while ((f = fetch(s, st, &r, "deliveries")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_QUEUES[] =
+    "SELECT q.dest, q.queued, q.leased, q.deferred, COALESCE(p.factor, 1),"
+    " COALESCE(IF(p.suspended_until > NOW(6), DATE_FORMAT(p.suspended_until, '%Y-%m-%d %H:%i:%s'), ''), ''),"
+    " COALESCE(p.reason, ''),"
+    " COALESCE((SELECT CONCAT(COALESCE(l.code, ''), ' ', COALESCE(l.text, '')) FROM delivery_log l"
+    "   WHERE l.destination = q.dest ORDER BY l.id DESC LIMIT 1), '')"
+    " FROM (SELECT dest,"
+    "   SUM(state = 'queued' AND (lease_until IS NULL OR lease_until <= NOW(6))) AS queued,"
+    "   SUM(lease_until > NOW(6)) AS leased,"
+    "   SUM(state = 'deferred' AND (lease_until IS NULL OR lease_until <= NOW(6))) AS deferred"
+    "   FROM deliveries WHERE next_attempt IS NOT NULL GROUP BY dest) q"
+    " LEFT JOIN pace_state p ON p.dest = q.dest ORDER BY q.dest";
+
+int
+store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_row *), void *arg)
+{
+	struct binds r = { .n = 0 };
+	struct store_queue_row row;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	if (!(st = run(s, SQL_QUEUES, NULL, &rc, "queues")))
+		return rc;
+	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_int(&r, (int *)&row.queued);
+	bind_int(&r, (int *)&row.leased);
+	bind_int(&r, (int *)&row.deferred);
+	bind_dbl(&r, &row.factor);
+	bind_out(&r, row.suspended_until, sizeof(row.suspended_until));
+	bind_out(&r, row.reason, sizeof(row.reason));
+	bind_out(&r, row.last_reply, sizeof(row.last_reply));
+	while ((f = fetch(s, st, &r, "queues")) == 1)
 		if (cb(arg, &row))
 			break;
 	mysql_stmt_free_result(st);

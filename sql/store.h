@@ -41,6 +41,7 @@ struct store_job_new {
 struct store_rcpt_new {
 	const char *address;	/* canonical, unquoted */
 	const char *domain;
+	const char *dest;	/* routes_dest_key() of the domain */
 };
 /* The job and all its deliveries in one transaction. */
 int store_job_create(struct store *s, const struct store_job_new *j,
@@ -53,10 +54,48 @@ struct store_lease {
 	double created;		/* Unix time the delivery was created */
 	char address[321];
 	char domain[256];
+	char dest[128];
 };
-/* Lease up to max due deliveries for lease_ms. */
+
+/* Destinations with deliveries due now (at most max, in *n). */
+int store_due_dests(struct store *s, char (*dests)[128], size_t max, size_t *n);
+
+/* Lease up to req[i].max due deliveries of each destination req[i].dest
+ * (at most maxout in all) for lease_ms, in one transaction. */
+struct store_claim_req {
+	const char *dest;
+	size_t max;
+};
 int store_claim(struct store *s, const char *owner, uint64_t lease_ms,
-    size_t max, struct store_lease *out, size_t *n);
+    const struct store_claim_req *req, size_t nreq,
+    struct store_lease *out, size_t maxout, size_t *n);
+
+/*
+ * A paced destination's shared schedule. store_pace_reserve takes k send
+ * slots, base_gap_us / factor apart, starting at the first free slot (not
+ * before now, nor before a suspension ends), after adding factor_add to
+ * the rate factor (capped at 1): the additive increase earned by the
+ * successes since the last reservation. Times are the database's clock in
+ * Unix seconds; db_now lets the caller map them to its own clock.
+ */
+struct store_pace {
+	double start;		/* the first reserved slot */
+	double gap;		/* seconds between the reserved slots */
+	double db_now;
+	double factor;
+	double suspended_until;	/* 0 when not suspended */
+};
+int store_pace_reserve(struct store *s, const char *dest, uint64_t base_gap_us, unsigned k,
+    double factor_add, struct store_pace *out);
+/* Suspend for suspend_ms and halve the rate (not below min_factor) unless
+ * it is suspended already: a burst of refusals counts once. */
+int store_pace_suspend(struct store *s, const char *dest, uint64_t suspend_ms,
+    double min_factor, const char *reason);
+
+/* Re-route the waiting deliveries after the route table changed: dest_of
+ * gives a domain's destination now. *moved counts the rows changed. */
+int store_redest(struct store *s, size_t (*dest_of)(void *arg, const char *domain, char *buf, size_t size),
+    void *arg, size_t *moved);
 
 struct store_job {
 	uint64_t id;
@@ -89,6 +128,16 @@ int store_record(struct store *s, const char *owner, const struct store_result *
 int store_release(struct store *s, const char *owner, size_t *n);
 
 /* ---- hatoctl ---- */
+struct store_queue_row {
+	char dest[128];
+	unsigned queued, leased, deferred;
+	double factor;			/* 1 when the destination has no pace state */
+	char suspended_until[32];	/* "" when not suspended */
+	char reason[256];
+	char last_reply[300];
+};
+int store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_row *), void *arg);
+
 struct store_job_row {
 	uint64_t id;
 	char submitter[65], subject[256], state[17], created[32];

@@ -3,10 +3,13 @@
 
 It speaks enough SMTP (RFC 5321) to be the far end of Hato's SMTP client:
 EHLO (multi-line, advertising PIPELINING, SIZE, 8BITMIME and
-ENHANCEDSTATUSCODES), HELO, MAIL, RCPT, DATA, RSET, NOOP, VRFY, QUIT. It
-records every message it accepts, and it can be told, per recipient and per
-stage, to refuse, defer, hang or drop the connection. It is plain asyncio,
-with no SMTP library underneath, so every reply is under the test's control.
+ENHANCEDSTATUSCODES), HELO, MAIL, RCPT, DATA, RSET, NOOP, VRFY, QUIT, and
+when it is given a certificate and users, STARTTLS (RFC 3207) or implicit
+TLS (RFC 8314) and AUTH PLAIN and LOGIN (RFC 4954). It records every
+message it accepts, and it can be told, per recipient and per stage, to
+refuse, defer, hang or drop the connection. It is plain asyncio and the
+ssl module, with no SMTP library underneath, so every reply is under the
+test's control.
 
 As a library (from a test; the harness folder is on PYTHONPATH under ctest):
 
@@ -27,12 +30,29 @@ As a library (from a test; the harness folder is on PYTHONPATH under ctest):
         for m in sink.messages():
             print(m["rcpts"], m["data"])
 
-Sink(port=0, host="127.0.0.1", script=None, record=None, name=None, verbose=False)
+Sink(port=0, host="127.0.0.1", script=None, record=None, name=None, verbose=False,
+     tls_cert=None, tls_key=None, tls_mode="starttls", tls_client_ca=None, users=None)
     port 0 picks a free port; after start(), sink.port is the real one. host
     must be a loopback address: the sink never listens anywhere else. record
     is a path: every accepted message is appended to it as one JSON line.
     name (default "sink") is put in the greeting, the EHLO reply and every
-    record. verbose prints the dialogue on stderr.
+    record. verbose prints the dialogue on stderr (AUTH credentials masked).
+
+    TLS, with tls_cert (PEM certificate, chain allowed) and tls_key (PEM
+    key; default: in tls_cert): tls_mode "starttls" advertises STARTTLS and
+    starts TLS on it; "smtps" makes the listening socket implicit TLS (the
+    greeting comes under TLS; a client that fails the handshake never
+    reaches the SMTP dialogue). tls_client_ca (PEM) asks clients for a
+    certificate, checked against it (optional for the client; its subject
+    is recorded). After STARTTLS the session starts over, as RFC 3207 says:
+    EHLO again, and nothing the client sent in clear after STARTTLS is read.
+
+    AUTH, with users ({"name": "password"}; the script's "users" replaces
+    them): AUTH PLAIN (with or without an initial response) and AUTH LOGIN
+    are advertised and checked: 235 2.7.0 on success, 535 5.7.8 on a wrong
+    name or password, 503 once authenticated. AUTH is offered in clear
+    too, unless the script says "auth_without_tls": false (then 538 5.7.11
+    before TLS, and not advertised).
 
 start() -> self      runs the sink in a background thread with its own
                      event loop; returns once it is listening (raises when
@@ -67,6 +87,10 @@ A message record is a dict:
     pipelined    whether a command of this transaction arrived before the
                  reply to the previous one was sent (the client pipelined)
     name         the sink's name
+    tls          the TLS version of the connection ("TLSv1.3"), or None
+    tls_cipher   its cipher suite, or None
+    tls_client   the subject of the client's certificate ("CN=x"), or None
+    auth_user    the user the client authenticated as, or None
 
 In the JSONL record file, data is a string: the bytes decoded as latin-1,
 so data.encode("latin-1") gives them back exactly.
@@ -83,7 +107,19 @@ A dict (or a JSON file for the command line). Every key is optional.
                                 0 advertises a bare SIZE and enforces 64 MiB).
     "8bitmime": bool            advertise 8BITMIME (default True).
     "extensions": [str]         more EHLO keywords to advertise ("STARTTLS",
-                                "AUTH PLAIN"): advertised only, not implemented.
+                                "AUTH PLAIN"): advertised only; STARTTLS and
+                                AUTH work only with a certificate or users
+                                (else 502, unless "starttls"/"auth" says).
+    "starttls", "auth"          replace the reply to STARTTLS (a 220 starts
+                                TLS when there is a certificate, and is only
+                                said when there is none) or the outcome of
+                                a complete AUTH exchange (any reply; 2xx
+                                counts as authenticated).
+    "auth_mechanisms": [str]    the AUTH mechanisms advertised and taken
+                                (default ["PLAIN", "LOGIN"]; only those two
+                                are known).
+    "auth_without_tls": bool    offer and take AUTH without TLS (default True).
+    "users": {name: password}   the users for AUTH (replace the constructor's).
     "rules": [rule]             per-recipient behaviour, see below.
 
 Each of the session-level values above that is a reply may be a string or a
@@ -127,6 +163,8 @@ The command line, for manual use and the benchmark:
 
     /usr/bin/python3 tests/harness/smtpsink.py --port N --record FILE.jsonl \\
         [--script FILE.json] [--port-file FILE] [--name NAME] [--max-time SECS] [--verbose]
+        [--tls-cert FILE --tls-key FILE [--tls-mode starttls|smtps] [--tls-client-ca FILE]]
+        [--users FILE.json]
 
 prints "listening on 127.0.0.1:PORT" once listening (and writes PORT to the
 --port-file, atomically), runs until SIGTERM or SIGINT (or --max-time
@@ -135,11 +173,14 @@ seconds), and reloads the script file on SIGHUP.
 
 import argparse
 import asyncio
+import base64
+import binascii
 import fnmatch
 import ipaddress
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -151,10 +192,13 @@ MAX_RCPTS = 1000		# recipients in one transaction
 DEFAULT_SIZE = 10 * 1024 * 1024
 UNBOUNDED_SIZE = 64 * 1024 * 1024	# what "size": 0 still enforces
 
-SESSION_STAGES = ("greeting", "connect", "ehlo", "helo", "rset", "quit")
+SESSION_STAGES = ("greeting", "connect", "ehlo", "helo", "rset", "quit", "starttls", "auth")
 RULE_STAGES = ("mail", "rcpt", "data", "content", "dot")
 SPECIALS = ("hang", "freeze", "close")
-SCRIPT_KEYS = set(SESSION_STAGES) | {"pipelining", "size", "8bitmime", "extensions", "rules"}
+SCRIPT_KEYS = set(SESSION_STAGES) | {"pipelining", "size", "8bitmime", "extensions", "rules",
+                                     "auth_mechanisms", "auth_without_tls", "users"}
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+TLS_MODES = ("starttls", "smtps")
 RULE_KEYS = set(RULE_STAGES) | {"match", "from"}
 
 _TOO_LONG = object()	# what _Lines.get returns for a line over the limit
@@ -212,6 +256,14 @@ def _check_script(script):
     ext = script.get("extensions", [])
     if not isinstance(ext, list) or not all(isinstance(e, str) and e and "\n" not in e for e in ext):
         raise ValueError("extensions: want a list of keywords")
+    mechs = script.get("auth_mechanisms", list(AUTH_MECHANISMS))
+    if not isinstance(mechs, list) or not all(isinstance(m, str) and m.upper() in AUTH_MECHANISMS for m in mechs):
+        raise ValueError(f"auth_mechanisms: want a list of {', '.join(AUTH_MECHANISMS)}")
+    out["auth_mechanisms"] = [m.upper() for m in mechs]
+    if not isinstance(script.get("auth_without_tls", True), bool):
+        raise ValueError("auth_without_tls: want a bool")
+    if "users" in script:
+        _check_users(script["users"], "users")
     rules = []
     for i, rule in enumerate(script.get("rules", [])):
         if not isinstance(rule, dict):
@@ -226,6 +278,20 @@ def _check_script(script):
         rules.append(r)
     out["rules"] = rules
     return out
+
+
+def _check_users(users, where):
+    if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
+        raise ValueError(f"{where}: want a dict of user name to password")
+    return dict(users)
+
+
+def _b64(text):
+    """The base64 text of an AUTH exchange, decoded; None when it is not base64."""
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _final_code(reply):
@@ -305,7 +371,23 @@ class _Session:
         peer = writer.get_extra_info("peername")
         self.peer_port = peer[1] if peer else 0
         self.helo = None
+        self.auth_user = None
+        self.tls = self.tls_cipher = self.tls_client = None
+        self.tls_note()
         self.reset()
+
+    def tls_note(self):
+        """Notes the connection's TLS (implicit, or after STARTTLS), if any."""
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is None:
+            return
+        self.tls = obj.version()
+        cipher = obj.cipher()
+        self.tls_cipher = cipher[0] if cipher else None
+        cert = obj.getpeercert()
+        if cert:
+            self.tls_client = ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
+        self.log("*", f"TLS {self.tls} {self.tls_cipher}")
 
     def reset(self):
         self.mail_from = None
@@ -329,7 +411,10 @@ class _Session:
                     return
                 continue
             cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
-            self.log("<", cmd)
+            if cmd[:5].upper() == "AUTH ":
+                self.log("<", " ".join(cmd.split()[:2]) + " (credentials)")
+            else:
+                self.log("<", cmd)
             self.sink._count_command()
             if not await self.command(cmd):
                 return
@@ -377,6 +462,7 @@ class _Session:
             "EHLO": self.do_ehlo, "HELO": self.do_helo, "MAIL": self.do_mail,
             "RCPT": self.do_rcpt, "DATA": self.do_data, "RSET": self.do_rset,
             "NOOP": self.do_noop, "QUIT": self.do_quit, "VRFY": self.do_vrfy,
+            "STARTTLS": self.do_starttls, "AUTH": self.do_auth,
         }.get(verb)
         if handler is None:
             return await self.reply("502 5.5.2 Error: command not recognized")
@@ -390,7 +476,7 @@ class _Session:
         scripted = self.sink._session_reply("ehlo")
         if scripted:
             return await self.reply(scripted)
-        return await self.reply(self.sink._ehlo_reply())
+        return await self.reply(self.sink._ehlo_reply(self.tls is not None, self.auth_user is not None))
 
     async def do_helo(self, arg):
         if not arg:
@@ -469,6 +555,8 @@ class _Session:
                 "t": t, "mail_from": self.mail_from, "rcpts": list(self.rcpts),
                 "data": data, "helo": self.helo, "peer_port": self.peer_port,
                 "conn": self.serial, "pipelined": self.pipelined, "name": self.sink.name,
+                "tls": self.tls, "tls_cipher": self.tls_cipher, "tls_client": self.tls_client,
+                "auth_user": self.auth_user,
             })
         self.reset()
         return await self.reply(reply)
@@ -516,13 +604,122 @@ class _Session:
         await self.reply(self.sink._session_reply("quit") or "221 2.0.0 Bye")
         return False
 
+    async def do_starttls(self, arg):
+        ctx = self.sink._starttls_ctx()
+        scripted = self.sink._session_reply("starttls")
+        if ctx is None and scripted is None:
+            return await self.reply("502 5.5.2 Error: command not recognized")
+        if self.tls is not None:
+            return await self.reply("554 5.5.1 Error: TLS already active")
+        if arg:
+            return await self.reply("501 5.5.4 Syntax: STARTTLS")
+        reply = scripted or "220 2.0.0 Ready to start TLS"
+        if _final_code(reply) != 220 or ctx is None:
+            return await self.reply(reply)
+        if not await self.reply(reply):
+            return False
+        # RFC 3207 §4.2: what came in clear after STARTTLS is not a command.
+        self.lines.buf.clear()
+        try:
+            await self.writer.start_tls(ctx)
+        except (ssl.SSLError, OSError) as e:
+            self.log("*", f"TLS handshake failed: {e}")
+            return False
+        self.tls_note()
+        self.helo = None
+        self.auth_user = None
+        self.reset()
+        return True
+
+    async def auth_line(self, challenge):
+        """Sends a 334 challenge; the client's answer, or None when the session is over."""
+        if not await self.reply(f"334 {challenge}"):
+            return None
+        line = await self.lines.get(LINE_LIMIT)
+        if line is None or line is _TOO_LONG:
+            return None if line is None else ""
+        self.log("<", "(credentials)")
+        return line.rstrip(b"\r\n").decode("utf-8", "replace")
+
+    async def auth_credentials(self, mech, initial):
+        """(user, password) from the exchange; a reply text when it failed;
+        None when the session is over."""
+        if mech == "PLAIN":
+            resp = initial if initial is not None else await self.auth_line("")
+            if resp is None:
+                return None
+            if resp == "*":
+                return "501 5.7.0 Authentication aborted"
+            raw = _b64(resp)
+            parts = raw.split(b"\0") if raw is not None else []
+            if len(parts) != 3:
+                return "501 5.5.2 Error: malformed AUTH PLAIN response"
+            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
+        user = initial if initial is not None else await self.auth_line("VXNlcm5hbWU6")
+        if user is None:
+            return None
+        password = await self.auth_line("UGFzc3dvcmQ6") if user != "*" else "*"
+        if password is None:
+            return None
+        if "*" in (user, password):
+            return "501 5.7.0 Authentication aborted"
+        user, password = _b64(user), _b64(password)
+        if user is None or password is None:
+            return "501 5.5.2 Error: cannot decode AUTH LOGIN response"
+        return user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+
+    async def do_auth(self, arg):
+        users = self.sink._users()
+        if users is None and not self.sink._has_session_reply("auth"):
+            return await self.reply("502 5.5.2 Error: command not recognized")
+        if self.helo is None:
+            return await self.reply("503 5.5.1 Error: send EHLO first")
+        if self.auth_user is not None:
+            return await self.reply("503 5.5.1 Error: already authenticated")
+        if self.mail_from is not None:
+            return await self.reply("503 5.5.1 Error: MAIL transaction in progress")
+        if self.tls is None and not self.sink._auth_without_tls():
+            return await self.reply("538 5.7.11 Encryption required for requested authentication mechanism")
+        words = arg.split()
+        mech = words[0].upper() if words else ""
+        if mech not in self.sink._auth_mechanisms():
+            return await self.reply("504 5.5.4 Unrecognized authentication type")
+        got = await self.auth_credentials(mech, words[1] if len(words) > 1 else None)
+        if got is None:
+            return False
+        if isinstance(got, str):
+            return await self.reply(got)
+        user, password = got
+        ok = users is not None and user in users and users[user] == password
+        reply = self.sink._session_reply("auth") or \
+            ("235 2.7.0 Authentication successful" if ok else "535 5.7.8 Error: authentication failed")
+        code = _final_code(reply)
+        if code is not None and code // 100 == 2:
+            self.auth_user = user
+        self.log("*", f"AUTH {mech} as {user!r}: {reply.split(chr(10))[0]}")
+        return await self.reply(reply)
+
 
 class Sink:
     """A scriptable SMTP sink on loopback; see the module docstring."""
 
-    def __init__(self, port=0, host="127.0.0.1", script=None, record=None, name=None, verbose=False):
+    def __init__(self, port=0, host="127.0.0.1", script=None, record=None, name=None, verbose=False,
+                 tls_cert=None, tls_key=None, tls_mode="starttls", tls_client_ca=None, users=None):
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"smtpsink listens on loopback only, not {host}")
+        if tls_mode not in TLS_MODES:
+            raise ValueError(f"tls_mode: want one of {', '.join(TLS_MODES)}, not {tls_mode!r}")
+        if tls_mode == "smtps" and not tls_cert:
+            raise ValueError("tls_mode smtps needs tls_cert")
+        self._tls_mode = tls_mode
+        self._tls_ctx = None
+        if tls_cert:
+            self._tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls_ctx.load_cert_chain(tls_cert, tls_key)
+            if tls_client_ca:
+                self._tls_ctx.load_verify_locations(tls_client_ca)
+                self._tls_ctx.verify_mode = ssl.CERT_OPTIONAL
+        self._users_arg = _check_users(users, "users") if users is not None else None
         self.host = host
         self.port = port
         self.name = name or "sink"
@@ -625,8 +822,10 @@ class Sink:
     async def _main(self):
         self._stopping = asyncio.Event()
         try:
+            implicit = self._tls_ctx if self._tls_mode == "smtps" else None
             server = await asyncio.start_server(self._accept, self.host, self._want_port,
-                                                reuse_address=True, limit=LINE_LIMIT)
+                                                reuse_address=True, limit=LINE_LIMIT, ssl=implicit,
+                                                ssl_handshake_timeout=10 if implicit else None)
         except OSError as e:
             self._error = e
             self._ready.set()
@@ -654,7 +853,7 @@ class Sink:
         session = _Session(self, reader, writer, serial)
         try:
             await session.run()
-        except (ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         except Exception:	# noqa: BLE001 - one bad client never stops the sink
             print(f"smtpsink[{self.name}#{serial}]: session failed:", file=sys.stderr)
@@ -695,7 +894,7 @@ class Sink:
                 return replies[min(n, len(replies) - 1)]
         return None
 
-    def _ehlo_reply(self):
+    def _ehlo_reply(self, tls=False, authed=False):
         with self._lock:
             s = self._script
             size = s.get("size", DEFAULT_SIZE)
@@ -705,9 +904,38 @@ class Sink:
             lines.append(f"SIZE {size}" if size else "SIZE")
             if s.get("8bitmime", True):
                 lines.append("8BITMIME")
-            lines.extend(s.get("extensions", []))
+            ext = s.get("extensions", [])
+            lines.extend(ext)
+            known = {e.split()[0].upper() for e in ext}
+            if self._tls_ctx is not None and self._tls_mode == "starttls" and not tls and "STARTTLS" not in known:
+                lines.append("STARTTLS")
+            users = s.get("users", self._users_arg)
+            mechs = s["auth_mechanisms"]
+            if users is not None and mechs and not authed and "AUTH" not in known and \
+                    (tls or s.get("auth_without_tls", True)):
+                lines.append("AUTH " + " ".join(mechs))
             lines.append("ENHANCEDSTATUSCODES")
         return "\n".join(f"250{'-' if i + 1 < len(lines) else ' '}{l}" for i, l in enumerate(lines))
+
+    def _starttls_ctx(self):
+        return self._tls_ctx if self._tls_mode == "starttls" else None
+
+    def _users(self):
+        with self._lock:
+            users = self._script.get("users", self._users_arg)
+            return dict(users) if users is not None else None
+
+    def _auth_mechanisms(self):
+        with self._lock:
+            return list(self._script["auth_mechanisms"])
+
+    def _auth_without_tls(self):
+        with self._lock:
+            return self._script.get("auth_without_tls", True)
+
+    def _has_session_reply(self, stage):
+        with self._lock:
+            return bool(self._script.get(stage))
 
     def _max_size(self):
         with self._lock:
@@ -758,11 +986,20 @@ def main(argv=None):
     ap.add_argument("--name", default="sink", help="name in the greeting and the records")
     ap.add_argument("--max-time", type=float, default=0, help="exit after this many seconds (0: never)")
     ap.add_argument("--verbose", action="store_true", help="print the dialogue on stderr")
+    ap.add_argument("--tls-cert", help="PEM certificate (and chain) for TLS")
+    ap.add_argument("--tls-key", help="PEM key of --tls-cert (default: in that file)")
+    ap.add_argument("--tls-mode", choices=TLS_MODES, default="starttls",
+                    help="offer STARTTLS, or implicit TLS on the listening socket")
+    ap.add_argument("--tls-client-ca", help="ask clients for a certificate from this PEM CA")
+    ap.add_argument("--users", help="JSON file {user: password} for AUTH PLAIN and LOGIN")
     args = ap.parse_args(argv)
 
     try:
         script = _load_script(args.script)
-        sink = Sink(port=args.port, script=script, record=args.record, name=args.name, verbose=args.verbose)
+        users = _load_script(args.users)
+        sink = Sink(port=args.port, script=script, record=args.record, name=args.name, verbose=args.verbose,
+                    tls_cert=args.tls_cert, tls_key=args.tls_key, tls_mode=args.tls_mode,
+                    tls_client_ca=args.tls_client_ca, users=users)
         sink.start()
     except (OSError, ValueError) as e:
         print(f"smtpsink: {e}", file=sys.stderr)
