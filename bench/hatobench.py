@@ -101,7 +101,8 @@ def run_cmd(args, cwd=None, log=None, timeout=900):
 
 def build(args):
     """Build Hato (Release) in the benchmark's own build directory; returns
-    (source dir, build dir, description)."""
+    (source dir, build dir, description). For --profile the build has debug
+    information too (-g, same optimisation), in a directory of its own."""
     if args.rev:
         rev = subprocess.run(["git", "-C", SOURCE, "rev-parse", "--verify", args.rev + "^{commit}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
@@ -127,13 +128,18 @@ def build(args):
         desc = subprocess.run(["git", "-C", SOURCE, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL).stdout.decode().strip()
         what = "work tree (%s)" % (desc or "?")
+    extra = []
+    if args.profile:
+        bdir += "-prof"
+        extra = ["-DCMAKE_C_FLAGS=-g -fno-omit-frame-pointer"]
+        what += ", with -g"
     os.makedirs(bdir, exist_ok=True)
     log = os.path.join(bdir, "bench-build.log")
     if os.path.exists(log):
         os.unlink(log)
     say("== build %s in %s" % (what, os.path.relpath(bdir, SOURCE)))
     t0 = now()
-    run_cmd(["cmake", "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DHATO_WERROR=OFF"], log=log)
+    run_cmd(["cmake", "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DHATO_WERROR=OFF"] + extra, log=log)
     run_cmd(["cmake", "--build", bdir, "-j%d" % max(1, min(os.cpu_count() or 2, 4))], log=log)
     for b in ("intake/hato-intake", "gateway/hato-gateway", "ctl/hatoctl"):
         if not os.access(os.path.join(bdir, b), os.X_OK):
@@ -482,7 +488,7 @@ def w2_intake(ctx):
     job = H.job_id_of(reply)
     stored = env.db.scalar("SELECT COUNT(*) FROM deliveries WHERE job_id = %s", (job,))
     # Reference: the same rows, multi-row INSERTs into a scratch table.
-    ref = raw_insert(ctx, job, addrs)
+    ref = raw_insert(ctx, job, n)
     truncate(ctx)
     f = {"recipients": n, "stored": int(stored), "submission_bytes": len(data), "time_to_250_s": round(dt, 3),
          "rows_per_s": round(n / dt), "reply": str(reply), "cpu_s": round(c1 - c0, 2),
@@ -502,26 +508,28 @@ def w2_intake(ctx):
                         "raw: %d rows a statement, one transaction" % ref["rows_per_statement"]))
 
 
-def raw_insert(ctx, job_id, addrs, per_stmt=1000):
-    """The same rows as intake writes, as multi-row INSERT statements (built
-    before the clock starts) into a scratch copy of the deliveries table."""
-    import pymysql
+def raw_insert(ctx, job_id, n, per_stmt=1000):
+    """The reference of W2: the very rows intake wrote for the job (every
+    column but the id), as multi-row INSERT statements built before the
+    clock starts, into a scratch copy of the deliveries table, in one
+    transaction."""
     db = ctx.env.db
     c = db.connect()
     try:
         with c.cursor() as cur:
+            cur.execute("SELECT * FROM deliveries WHERE job_id = %s ORDER BY id", (job_id,))
+            rows = cur.fetchall()
             cur.execute("DROP TABLE IF EXISTS bench_scratch")
             cur.execute("CREATE TABLE bench_scratch LIKE deliveries")
+        if len(rows) != n:
+            raise BenchError("W2 reference: %d rows stored for the job, want %d" % (len(rows), n))
+        cols = [k for k in rows[0].keys() if k != "id"]
+        head = "INSERT INTO bench_scratch (%s) VALUES " % ", ".join("`%s`" % k for k in cols)
         stmts = []
-        head = ("INSERT INTO bench_scratch (job_id, address, domain, state, attempts, next_attempt,"
-                " created_at, updated_at) VALUES ")
-        for i in range(0, len(addrs), per_stmt):
-            vals = []
-            for a in addrs[i:i + per_stmt]:
-                dom = a.rsplit("@", 1)[1]
-                vals.append("(%d,'%s','%s','queued',0,NOW(6),NOW(6),NOW(6))"
-                            % (job_id, pymysql.converters.escape_string(a), pymysql.converters.escape_string(dom)))
-            stmts.append(head + ",".join(vals))
+        for i in range(0, len(rows), per_stmt):
+            stmts.append(head + ",".join("(%s)" % ",".join(c.escape(r[k]) for k in cols)
+                                         for r in rows[i:i + per_stmt]))
+        del rows
         c.autocommit(False)
         t0 = time.monotonic()
         with c.cursor() as cur:
@@ -537,10 +545,12 @@ def raw_insert(ctx, job_id, addrs, per_stmt=1000):
             cur.execute("DROP TABLE bench_scratch")
     finally:
         c.close()
-    if got != len(addrs):
-        raise BenchError("raw insert stored %d of %d rows" % (got, len(addrs)))
-    return {"seconds": round(dt, 3), "rows_per_s": round(len(addrs) / dt), "rows_per_statement": per_stmt,
-            "table": "CREATE TABLE bench_scratch LIKE deliveries (same columns and indexes, no foreign key)"}
+    if got != n:
+        raise BenchError("raw insert stored %d of %d rows" % (got, n))
+    return {"seconds": round(dt, 3), "rows_per_s": round(n / dt), "rows_per_statement": per_stmt,
+            "columns": cols, "statement_bytes": sum(len(s) for s in stmts),
+            "table": "CREATE TABLE bench_scratch LIKE deliveries (same columns and indexes, no foreign key); "
+                     "the rows intake wrote for the job, every column but id"}
 
 
 # --------------------------------------------------------------------------
@@ -574,6 +584,10 @@ def w1_hato(ctx, n):
         dt, reply, t_sub = lmtp_time_to_250(ctx, data, ctx.budget(300))
         if reply.code != 250:
             raise BenchError("W1 submission refused: %r" % reply)
+        # Per-thread CPU of the gateway and mariadbd while the gateway sends.
+        tpids = {"hato-gateway": env.gateway.pid, "mariadbd": env.db.proc.pid}
+        th0 = {k: peers.thread_cpu(p) for k, p in tpids.items()}
+        tm0 = time.monotonic()
         job = H.job_id_of(reply)
         bound = ctx.budget(ctx.args.w1_timeout)
         deadline = time.monotonic() + bound
@@ -590,7 +604,8 @@ def w1_hato(ctx, n):
                     break
                 time.sleep(0.25)
             c1, per1 = hato_cpu(ctx)
-            t_end_wall = now()
+            tw = time.monotonic() - tm0
+            threads = {k: peers.thread_delta(th0[k], peers.thread_cpu(p), tw) for k, p in tpids.items()}
             with conn.cursor() as cur:
                 cur.execute("SELECT TIMESTAMPDIFF(MICROSECOND, j.created_at, MAX(d.done_at)) AS us,"
                             " SUM(d.state = 'sent') AS sent, SUM(d.state = 'failed') AS failed,"
@@ -613,6 +628,9 @@ def w1_hato(ctx, n):
              "sink_last_arrival_after_250_s": round(t_last - (t_sub + dt), 3) if t_last else None,
              "cpu_s": round(c1 - c0, 2), "cpu_by_process_s": {k: round(per1.get(k, 0) - per0.get(k, 0), 2)
                                                                for k in per1},
+             "busiest_threads": {k: [{"tid": t, "name": nm, "cpu_s": c, "share_of_wall": sh}
+                                     for t, nm, c, sh in v] for k, v in threads.items()},
+             "threads_window_s": round(tw, 2),
              "measured": "jobs.created_at to MAX(deliveries.done_at)" if done else
                          "incomplete after %.0fs: sent rows / job age" % bound}
     finally:
@@ -931,6 +949,8 @@ def main(argv=None):
     os.chmod(tmp, 0o711)
     ctx = Ctx(args, tmp)
     ctx.t0 = time.monotonic()
+    ctx.src = src
+    ctx.what = what
     status = "complete"
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)

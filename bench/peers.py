@@ -171,6 +171,37 @@ def cpu_of_session(sid):
     return cpu_of_pids(session_pids(sid))
 
 
+def thread_cpu(pid):
+    """{tid: (name, CPU seconds)} of every thread of a process."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1:text.rfind(")")]
+        rest = text.rsplit(")", 1)[1].split()
+        out[int(t)] = (name, (int(rest[11]) + int(rest[12])) / CLK_TCK)
+    return out
+
+
+def thread_delta(before, after, wall, top=4):
+    """The busiest threads between two thread_cpu() samples:
+    [(tid, name, CPU seconds, share of the wall time)]."""
+    rows = []
+    for tid, (name, cpu) in after.items():
+        d = cpu - before.get(tid, (name, 0.0))[1]
+        if d > 0:
+            rows.append((tid, name, round(d, 2), round(d / wall, 3) if wall > 0 else None))
+    rows.sort(key=lambda r: -r[2])
+    return rows[:top]
+
+
 def rss_kib(pid):
     try:
         with open("/proc/%d/status" % pid) as f:

@@ -636,8 +636,28 @@ ini_errback(const char *fmt, ...)
 	return n;
 }
 
+static int config_load_ex(const char *path, const struct hato_config *running,
+    struct hato_config **out, char *err, size_t errlen);
+
 int
 config_load(const char *path, struct hato_config **out, char *err, size_t errlen)
+{
+	return config_load_ex(path, NULL, out, err, errlen);
+}
+
+int
+config_reload(const char *path, const struct hato_config *running, struct hato_config **out,
+    char *err, size_t errlen)
+{
+	return config_load_ex(path, running, out, err, errlen);
+}
+
+/* running: a reload; the database settings, its password and the node
+ * name stay those of the running process (the secrets file may not be
+ * readable any more once root is dropped, and need not be). */
+static int
+config_load_ex(const char *path, const struct hato_config *running,
+    struct hato_config **out, char *err, size_t errlen)
 {
 	struct loader ld = { .path = path, .err = err, .errlen = errlen };
 	struct hato_config *c;
@@ -678,7 +698,12 @@ config_load(const char *path, struct hato_config **out, char *err, size_t errlen
 		load_multi(&ld, d, c);
 	if (!ld.failed)
 		check_routes(&ld, c);
-	if (!ld.failed && *c->db_password_file) {
+	if (!ld.failed && running) {
+		free(c->node);
+		c->node = xstrdup(running->node);
+		if (running->db_password)
+			c->db_password = xstrdup(running->db_password);
+	} else if (!ld.failed && *c->db_password_file) {
 		char why[512];
 		if (!(c->db_password = secret_file_read(c->db_password_file, why, sizeof(why))))
 			fail(&ld, "db", "password_file", "%s", why);

@@ -112,6 +112,10 @@ struct hato_config {
 
 /* Returns 0, or -1 with the first problem in err. */
 int config_load(const char *path, struct hato_config **out, char *err, size_t errlen);
+/* The same for a reload (SIGHUP): the secrets and the node name are taken
+ * from the running configuration instead of being read again. */
+int config_reload(const char *path, const struct hato_config *running, struct hato_config **out,
+    char *err, size_t errlen);
 void config_free(struct hato_config *c);
 
 const struct relay_conf *config_relay(const struct hato_config *c, const char *name);

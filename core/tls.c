@@ -2,8 +2,8 @@
  * tls: client TLS for Hato's connections, on libevent's OpenSSL
  * bufferevents.
  *
- * Public: tls_client_ctx, tls_ctx_free, tls_client_bev, tls_describe,
- * tls_failure.
+ * Public: tls_client_ctx, tls_ctx_ref, tls_ctx_free, tls_client_bev,
+ * tls_describe, tls_failure.
  *
  * A context is made once (at start-up or reload) and shared by every
  * connection that uses it; it holds the trust store and the optional
@@ -19,9 +19,9 @@
  * tells an operator nothing).
  */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/bio.h>
@@ -32,23 +32,40 @@
 
 #include "core/tls.h"
 
-/* The reason of an OpenSSL error code, without its "error:0A000086:" prefix. */
+/*
+ * The reason of an OpenSSL error code, without its "error:0A000086:"
+ * prefix; buf (the caller's: several threads may fail at once) holds it
+ * when OpenSSL has no text for it.
+ */
 static const char *
-err_reason(unsigned long e)
+err_reason(unsigned long e, char *buf, size_t size)
 {
-	const char *r = ERR_reason_error_string(e);
+	const char *r;
 
-	return r != NULL ? r : "unknown error";
+	if (ERR_SYSTEM_ERROR(e))
+		return strerror(ERR_GET_REASON(e));
+	if ((r = ERR_reason_error_string(e)) != NULL)
+		return r;
+	ERR_error_string_n(e, buf, size);
+	return buf;
 }
 
-/* err gets "what: the first reason OpenSSL queued"; the queue is emptied. */
-static void
-ctx_error(char *err, size_t errlen, const char *what, const char *file)
+/* err gets the text of fmt, then ": " and the first reason OpenSSL queued; the queue is emptied. */
+static void __attribute__((format(printf, 3, 4)))
+ctx_error(char *err, size_t errlen, const char *fmt, ...)
 {
 	unsigned long e = ERR_get_error();
+	char rbuf[256];
+	va_list ap;
+	size_t n;
 
-	if (err != NULL && errlen > 0)
-		snprintf(err, errlen, "%s %s: %s", what, file, e != 0 ? err_reason(e) : "failed");
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+		n = strlen(err);
+		snprintf(err + n, errlen - n, ": %s", e != 0 ? err_reason(e, rbuf, sizeof rbuf) : "failed");
+	}
 	ERR_clear_error();
 }
 
@@ -59,36 +76,39 @@ tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		ctx_error(err, errlen, "cannot make a TLS context", "(client)");
+		ctx_error(err, errlen, "cannot make a TLS context");
 		return NULL;
 	}
 	/* Mail to carriers goes over modern stacks; below 1.2 is broken crypto. */
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-		ctx_error(err, errlen, "cannot set the TLS version", "1.2");
+		ctx_error(err, errlen, "cannot set TLS 1.2 as the lowest version");
 		goto fail;
 	}
 	if (ca_file != NULL && *ca_file != '\0') {
 		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-			ctx_error(err, errlen, "cannot load CA file", ca_file);
+			ctx_error(err, errlen, "cannot load CA file %s", ca_file);
 			goto fail;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		ctx_error(err, errlen, "cannot load the system trust store", "");
+		ctx_error(err, errlen, "cannot load the system trust store");
 		goto fail;
 	}
 	if (cert_file != NULL && *cert_file != '\0') {
 		if (key_file == NULL || *key_file == '\0')
 			key_file = cert_file;
 		if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-			ctx_error(err, errlen, "cannot load client certificate", cert_file);
+			ctx_error(err, errlen, "cannot load client certificate %s", cert_file);
 			goto fail;
 		}
 		if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-			ctx_error(err, errlen, "cannot load client key", key_file);
+			if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+				ctx_error(err, errlen, "client key %s does not match the certificate", key_file);
+			else
+				ctx_error(err, errlen, "cannot load client key %s", key_file);
 			goto fail;
 		}
 		if (SSL_CTX_check_private_key(ctx) != 1) {
-			ctx_error(err, errlen, "client key does not match the certificate", key_file);
+			ctx_error(err, errlen, "client key %s does not match the certificate", key_file);
 			goto fail;
 		}
 	}
@@ -100,6 +120,14 @@ tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+SSL_CTX *
+tls_ctx_ref(SSL_CTX *ctx)
+{
+	if (ctx != NULL && SSL_CTX_up_ref(ctx) != 1)
+		return NULL;
+	return ctx;
 }
 
 void
@@ -133,12 +161,13 @@ tls_client_bev(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx, const 
     int options, char *err, size_t errlen)
 {
 	struct bufferevent *bev;
+	char rbuf[256];
 	SSL *ssl;
 
 	ERR_clear_error();
 	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL) {
 		snprintf(err, errlen, "TLS setup failed: %s", ctx == NULL ? "no TLS context" :
-		    err_reason(ERR_peek_error()));
+		    err_reason(ERR_peek_error(), rbuf, sizeof rbuf));
 		ERR_clear_error();
 		evutil_closesocket(fd);
 		return NULL;
@@ -245,13 +274,20 @@ tls_failure(struct bufferevent *bev, char *buf, size_t size)
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	unsigned long e, first = 0;
 	bool verify_failed = false;
+	char rbuf[256];
 	long vr;
 
 	if (size == 0)
 		return false;
 	buf[0] = '\0';
-	/* The bufferevent hands its errors back newest first: keep the oldest. */
+	/*
+	 * The bufferevent hands its errors back newest first: keep the oldest.
+	 * libevent 2.1 also stores SSL_get_error()'s small code (no library
+	 * in it), which says nothing OpenSSL's own entries do not.
+	 */
 	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0)
+			continue;
 		first = e;
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
 			verify_failed = true;
@@ -261,6 +297,6 @@ tls_failure(struct bufferevent *bev, char *buf, size_t size)
 		return true;
 	}
 	if (first != 0)
-		snprintf(buf, size, "%s", err_reason(first));
+		snprintf(buf, size, "%s", err_reason(first, rbuf, sizeof rbuf));
 	return false;
 }

@@ -8,7 +8,8 @@
  *
  *	SSL_CTX *ctx = tls_client_ctx(ca_file, NULL, NULL, err, sizeof err);
  *	...
- *	bev = tls_client_bev(base, fd, ctx, "relay.example", true, err, sizeof err);
+ *	bev = tls_client_bev(base, fd, ctx, "relay.example", true, BEV_OPT_DEFER_CALLBACKS,
+ *	    err, sizeof err);
  *	... BEV_EVENT_CONNECTED: handshake done, tls_describe(bev, ...)
  *	... BEV_EVENT_ERROR while handshaking: tls_failure(bev, ...)
  *
@@ -32,6 +33,12 @@
  */
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
     char *err, size_t errlen);
+/*
+ * Contexts are counted: tls_ctx_ref takes another reference (for a holder
+ * that may outlive its maker's, as a session across a reload), and
+ * tls_ctx_free drops one. NULL stays NULL and freeing it does nothing.
+ */
+SSL_CTX *tls_ctx_ref(SSL_CTX *ctx);
 void tls_ctx_free(SSL_CTX *ctx);
 
 /*

@@ -4,6 +4,7 @@
  *   hatoctl [--config FILE] db init|migrate
  *   hatoctl [--config FILE] jobs
  *   hatoctl [--config FILE] job show N
+ *   hatoctl [--config FILE] queues
  *   hatoctl [--config FILE] routes check|test ADDRESS
  *   hatoctl token
  *
@@ -34,6 +35,7 @@ static const char usage_text[] =
     "  db migrate           apply the migrations not applied yet\n"
     "  jobs                 list jobs with their delivery counts\n"
     "  job show N           one job and each recipient's state and last reply\n"
+    "  queues               per destination: queued, leased, deferred, rate, suspension, last reply\n"
     "  routes check         load the configuration and route table, report errors\n"
     "  routes test ADDRESS  which rule and destination an address gets\n"
     "  token                make a submitter token and its token_sha256 line\n";
@@ -132,6 +134,60 @@ cmd_job(struct store *st, int argc, char **argv)
 	return EX_OK;
 }
 
+/* The configured pace of a destination key, as "N/interval" or "-". */
+static void
+configured_rate(const struct hato_config *cf, const char *dest, char *buf, size_t len, double *per_s)
+{
+	const struct limits *lim = NULL;
+	const struct relay_conf *r;
+	const struct pace_conf *p;
+
+	*per_s = 0;
+	if (strncmp(dest, "relay:", 6) == 0 && (r = config_relay(cf, dest + 6)))
+		lim = &r->lim;
+	else if (strncmp(dest, "pace:", 5) == 0 && (p = config_pace(cf, dest + 5)))
+		lim = &p->lim;
+	if (!lim || !lim->messages || !lim->interval_ms) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	*per_s = lim->messages * 1000.0 / (double)lim->interval_ms;
+	snprintf(buf, len, "%u/%llums", lim->messages, (unsigned long long)lim->interval_ms);
+}
+
+struct queues_ctx {
+	const struct hato_config *cf;
+};
+
+static int
+print_queue(void *arg, const struct store_queue_row *r)
+{
+	struct queues_ctx *qc = arg;
+	char conf[64], now[32];
+	double per_s;
+
+	configured_rate(qc->cf, r->dest, conf, sizeof(conf), &per_s);
+	if (per_s > 0)
+		snprintf(now, sizeof(now), "%.2f/s", per_s * r->factor);
+	else
+		snprintf(now, sizeof(now), "-");
+	printf("%-28s %7u %7u %8u %-14s %-10s %-19s %s\n", r->dest, r->queued, r->leased, r->deferred,
+	    conf, now, *r->suspended_until ? r->suspended_until : "-", r->last_reply);
+	return 0;
+}
+
+static int
+cmd_queues(struct store *st, const struct hato_config *cf)
+{
+	struct queues_ctx qc = { cf };
+
+	printf("%-28s %7s %7s %8s %-14s %-10s %-19s %s\n", "DESTINATION", "QUEUED", "LEASED",
+	    "DEFERRED", "PACE", "RATE NOW", "SUSPENDED UNTIL", "LAST REPLY");
+	if (store_queues_each(st, print_queue, &qc) != STORE_OK)
+		return db_failed(st, "queues");
+	return EX_OK;
+}
+
 static const char *
 route_dest(const struct hato_config *cf, const struct route *r, const char *domain, char *buf, size_t len)
 {
@@ -149,8 +205,8 @@ route_dest(const struct hato_config *cf, const struct route *r, const char *doma
 			snprintf(buf, len, "pace:%s (%u per %llu ms, through relay %s)", r->name,
 			    p->lim.messages, (unsigned long long)p->lim.interval_ms, p->relay);
 		else
-			snprintf(buf, len, "pace:%s (%u per %llu ms, MX of %s)", r->name,
-			    p->lim.messages, (unsigned long long)p->lim.interval_ms, domain);
+			snprintf(buf, len, "pace:%s (%u per %llu ms, MX hosts of %s)", r->name,
+			    p->lim.messages, (unsigned long long)p->lim.interval_ms, p->mx_domain);
 		break;
 	case ROUTE_MX:
 		snprintf(buf, len, "mx:%s", domain);
@@ -249,6 +305,8 @@ main(int argc, char **argv)
 		rc = cmd_jobs(st);
 	else if (strcmp(argv[0], "job") == 0)
 		rc = cmd_job(st, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "queues") == 0 && argc == 1)
+		rc = cmd_queues(st, cf);
 	else if (strcmp(argv[0], "routes") == 0)
 		rc = cmd_routes(cf, argc - 1, argv + 1);
 	else

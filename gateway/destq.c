@@ -499,6 +499,12 @@ destq_factor(const struct destq *dq)
 	return dq->pace ? dq->pace->factor : 1;
 }
 
+double
+destq_local_rate(const struct destq *dq)
+{
+	return dq->pace ? pace_local_rate(dq->pace) : -1;
+}
+
 bool
 destq_suspended(const struct destq *dq)
 {

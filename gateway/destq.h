@@ -78,6 +78,8 @@ const char *destq_host(const struct destq *dq);	/* the server last used, or NULL
 const struct limits *destq_limits(const struct destq *dq);
 /* Current rate factor (1 when unpaced), and whether suspended now. */
 double destq_factor(const struct destq *dq);
+/* Messages per second this gateway gets of a paced destination (-1: unpaced). */
+double destq_local_rate(const struct destq *dq);
 bool destq_suspended(const struct destq *dq);
 
 void destq_push(struct destq *dq, struct dmsg *m);

@@ -88,6 +88,9 @@ struct dispatch {
 	bool claiming, recording, stopping, releasing;
 	struct store_result *res;
 	size_t nres, capres;
+	uint64_t *unlease;		/* dropped unattempted: leases to give back */
+	size_t nunlease, capunlease;
+	bool unleasing;
 	bool db_down;
 	void (*on_done)(void *);
 	void *done_arg;
@@ -154,9 +157,14 @@ dest_conf(const struct hato_config *cf, const char *key, struct dest_conf *dc)
 		dc->mx_domain = key + 3;
 }
 
-/* How many of a destination to hold: what it sends in half a lease. */
+/*
+ * How many of a destination to hold: what this gateway sends of it in a
+ * quarter of a lease, at the rate it has been getting (several gateways
+ * share one pace; rate < 0: not known yet), so that what it holds is sent
+ * well before its leases run out; and never less than one interval's worth.
+ */
 static size_t
-dest_cap(const struct hato_config *cf, const char *key, double factor)
+dest_cap(const struct hato_config *cf, const char *key, double rate)
 {
 	struct dest_conf dc;
 	double n;
@@ -164,9 +172,10 @@ dest_cap(const struct hato_config *cf, const char *key, double factor)
 	dest_conf(cf, key, &dc);
 	if (!dc.lim->messages || !dc.lim->interval_ms)
 		return cf->claim_batch;
-	n = (double)dc.lim->messages * factor * ((double)cf->lease_ms / 2) / (double)dc.lim->interval_ms;
-	if (n < 1)
-		n = 1;
+	/* Not known yet: one interval's worth, until sends tell more. */
+	n = rate < 0 ? 0 : rate * ((double)cf->lease_ms / 4) / 1000;
+	if (n < dc.lim->messages)
+		n = dc.lim->messages;	/* at least one interval's worth */
 	return n > cf->claim_batch ? cf->claim_batch : (size_t)n;
 }
 
@@ -329,8 +338,15 @@ on_result(struct destq *dq, struct dmsg *m, const struct smtpc_reply *r, void *a
 	struct dispatch *d = arg;
 
 	if (r->code == DESTQ_DROPPED) {
-		log_warn("delivery job=%llu dlv=%llu dest=%s status=dropped reason=\"lease about to run out before a send slot\"",
+		log_notice("delivery job=%llu dlv=%llu dest=%s status=given-back reason=\"lease about to run out before a send slot\"",
 		    (unsigned long long)m->lease.job_id, (unsigned long long)m->lease.id, destq_key(dq));
+		if (d->nunlease == d->capunlease) {
+			d->capunlease = d->capunlease ? d->capunlease * 2 : 128;
+			if (!(d->unlease = realloc(d->unlease, d->capunlease * sizeof(*d->unlease))))
+				fatalx("dispatch: out of memory");
+		}
+		d->unlease[d->nunlease++] = m->lease.id;
+		flush_soon(d, FLUSH_DELAY_MS);
 		msg_free(d, m);
 		maybe_finished(d);
 		claim_soon(d, 0);
@@ -549,7 +565,7 @@ route_msg(struct dispatch *d, struct dmsg *m)
 struct claim_snap {
 	char dest[128];
 	size_t held;
-	double factor;
+	double rate;		/* this gateway's rate of it; < 0: unknown */
 };
 
 struct claim_task {
@@ -577,13 +593,13 @@ claim_run(void *ctx, void *arg)
 	if ((t->rc = store_due_dests(ctx, due, MAX_DUE_DESTS, &ndue)) == STORE_OK) {
 		for (size_t i = 0; i < ndue; i++) {
 			size_t held = 0, cap;
-			double factor = 1;
+			double rate = -1;
 			for (size_t k = 0; k < t->nsnap; k++)
 				if (strcmp(t->snap[k].dest, due[i]) == 0) {
 					held = t->snap[k].held;
-					factor = t->snap[k].factor;
+					rate = t->snap[k].rate;
 				}
-			cap = dest_cap(t->cf, due[i], factor);
+			cap = dest_cap(t->cf, due[i], rate);
 			if (held >= cap)
 				continue;
 			req[nreq].dest = due[i];
@@ -809,7 +825,7 @@ claim_now(evutil_socket_t fd, short what, void *arg)
 			struct claim_snap *s = &t->snap[t->nsnap++];
 			snprintf(s->dest, sizeof(s->dest), "%s", destq_key(e->dq));
 			s->held = e->held;
-			s->factor = destq_suspended(e->dq) ? 0 : destq_factor(e->dq);
+			s->rate = destq_suspended(e->dq) ? 0 : destq_local_rate(e->dq);
 		}
 	t->d = d;
 	t->cf = d->cf;
@@ -882,6 +898,57 @@ record_done(void *arg)
 	maybe_finished(d);
 }
 
+struct unlease_task {
+	struct dispatch *d;
+	uint64_t *ids;
+	size_t n;
+	int rc;
+	char err[300];
+};
+
+static void
+unlease_run(void *ctx, void *arg)
+{
+	struct unlease_task *t = arg;
+
+	t->rc = store_unlease(ctx, t->d->cf->node, t->ids, t->n);
+	if (t->rc != STORE_OK)
+		snprintf(t->err, sizeof(t->err), "%s", store_error(ctx));
+}
+
+static void
+unlease_done(void *arg)
+{
+	struct unlease_task *t = arg;
+
+	t->d->unleasing = false;
+	/* If it failed, the leases simply run out: nothing was sent. */
+	if (t->rc != STORE_OK)
+		log_warn("%zu leases not given back (they run out by themselves): %s", t->n, t->err);
+	struct dispatch *d = t->d;
+	free(t->ids);
+	free(t);
+	maybe_finished(d);
+}
+
+static void
+flush_unleases(struct dispatch *d)
+{
+	struct unlease_task *t;
+
+	if (d->unleasing || d->nunlease == 0)
+		return;
+	if (!(t = calloc(1, sizeof(*t))))
+		fatalx("dispatch: out of memory");
+	t->d = d;
+	t->ids = d->unlease;
+	t->n = d->nunlease;
+	d->unlease = NULL;
+	d->nunlease = d->capunlease = 0;
+	d->unleasing = true;
+	worker_submit(d->db, unlease_run, unlease_done, t);
+}
+
 static void
 flush_now(evutil_socket_t fd, short what, void *arg)
 {
@@ -890,6 +957,7 @@ flush_now(evutil_socket_t fd, short what, void *arg)
 	size_t n;
 
 	(void)fd, (void)what;
+	flush_unleases(d);
 	if (d->recording || d->nres == 0)
 		return;
 	n = d->nres < RECORD_BATCH ? d->nres : RECORD_BATCH;
@@ -1139,7 +1207,8 @@ maybe_finished(struct dispatch *d)
 {
 	struct release_task *t;
 
-	if (!d->stopping || d->releasing || d->claiming || d->loads || d->pace_tasks || sessions_open(d))
+	if (!d->stopping || d->releasing || d->claiming || d->loads || d->pace_tasks ||
+	    d->unleasing || sessions_open(d))
 		return;
 	if (d->nres || d->recording) {
 		flush_soon(d, 0);
@@ -1209,6 +1278,7 @@ dispatch_free(struct dispatch *d)
 	if (d->flush_ev)
 		event_free(d->flush_ev);
 	free(d->old_cfs);
+	free(d->unlease);
 	free(d->res);
 	free(d);
 }

@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <event2/event.h>
 
@@ -66,14 +65,10 @@ on_reload(void *arg)
 
 	if (a->stopping)
 		return;
-	if (config_load(a->path, &cf, err, sizeof(err)) < 0) {
+	if (config_reload(a->path, a->cf, &cf, err, sizeof(err)) < 0) {
 		log_error("reload refused, the running configuration stays: %s", err);
 		return;
 	}
-	/* The node name is the lease owner: it must not change. */
-	free(cf->node);
-	if (!(cf->node = strdup(a->cf->node)))
-		fatalx("out of memory");
 	log_set_level(cf->log_level);
 	dispatch_reload(a->dispatch, cf);
 	a->cf = cf;

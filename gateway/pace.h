@@ -33,6 +33,8 @@ struct pace {
 	double slots[PACE_SLOTS_MAX];	/* local ms, ascending */
 	size_t head, count;
 	bool reserving;		/* a reservation is in the works */
+	double recent[32];	/* local ms of this gateway's last sends */
+	size_t nrecent;
 	uint64_t sent, dropped;
 };
 
@@ -62,7 +64,10 @@ void pace_suspend(struct pace *p, double now, uint64_t suspend_ms);
 /* The factor earned since the last call, for the next reservation. */
 double pace_take_increase(struct pace *p);
 
-/* Messages per second now. */
+/* Messages per second now, for the destination as a whole. */
 double pace_rate(const struct pace *p);
+/* Messages per second this gateway has been getting of it (several
+ * gateways share one pace): what it should hold no more than a lease of. */
+double pace_local_rate(const struct pace *p);
 
 #endif

@@ -527,6 +527,7 @@ session_free(struct smtpc *s)
 	free(s->host);
 	free(s->helo);
 	free(s->tls_name);
+	tls_ctx_free(s->tls_ctx);
 	free(s->auth_user);
 	if (s->auth_password != NULL) {
 		explicit_bzero(s->auth_password, strlen(s->auth_password));
@@ -1498,7 +1499,8 @@ session_new(struct event_base *base, const struct smtpc_conf *c, const struct sm
 	s->addrlen = c->addrlen;
 	s->tls_mode = c->tls;
 	s->tls_verify = c->tls_verify;
-	s->tls_ctx = c->tls_ctx;
+	/* Its own reference: the owner may drop the context (a reload) at any time. */
+	s->tls_ctx = tls_ctx_ref(c->tls_ctx);
 	s->tls_name = strdup(c->tls_name != NULL && *c->tls_name != '\0' ? c->tls_name : s->host != NULL ? s->host : "");
 	snprintf(s->tls_info, sizeof s->tls_info, "none");
 	if (c->auth_user != NULL) {
@@ -1507,6 +1509,7 @@ session_new(struct event_base *base, const struct smtpc_conf *c, const struct sm
 	}
 	s->auth_without_tls = c->auth_without_tls;
 	if (s->host == NULL || s->helo == NULL || s->timer == NULL || s->kick == NULL || s->tls_name == NULL ||
+	    (c->tls_ctx != NULL && s->tls_ctx == NULL) ||
 	    (c->auth_user != NULL && (s->auth_user == NULL || s->auth_password == NULL))) {
 		session_free(s);
 		return NULL;

@@ -64,7 +64,7 @@ struct smtpc_conf {
 	 */
 	int tls;
 	bool tls_verify;	/* refuse a certificate whose chain or name does not check */
-	SSL_CTX *tls_ctx;	/* from tls_client_ctx; the owner's, must outlive the session */
+	SSL_CTX *tls_ctx;	/* from tls_client_ctx; the session takes its own reference */
 	const char *tls_name;	/* the name the certificate must carry, and SNI; NULL: host */
 	/*
 	 * AUTH after the (TLS) EHLO when auth_user is set: PLAIN when

@@ -1021,6 +1021,30 @@ store_release(struct store *s, const char *owner, size_t *n)
 	return STORE_OK;
 }
 
+static const char SQL_UNLEASE[] =
+    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, next_attempt = NOW(6)"
+    " WHERE id IN (" ID100 ") AND lease_owner = ? AND state IN ('queued', 'deferred')";
+
+int
+store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n)
+{
+	struct binds *p = malloc(sizeof(*p));
+	uint64_t zero = 0;
+	int rc = STORE_OK;
+
+	if (!p)
+		fatalx("store: out of memory");
+	for (size_t i = 0; i < n && rc == STORE_OK; i += CLAIM_CHUNK) {
+		p->n = 0;
+		for (size_t k = 0; k < CLAIM_CHUNK; k++)
+			bind_u64(p, i + k < n ? &ids[i + k] : &zero);
+		bind_str(p, owner);
+		run(s, SQL_UNLEASE, p, &rc, "unlease");
+	}
+	free(p);
+	return rc;
+}
+
 /* ---- hatoctl ---- */
 
 #define JOB_ROW_SELECT \
@@ -1116,17 +1140,20 @@ store_deliveries_each(struct store *s, uint64_t job_id,
 }
 
 static const char SQL_QUEUES[] =
-    "SELECT q.dest, q.queued, q.leased, q.deferred, COALESCE(p.factor, 1),"
+    "SELECT k.dest, COALESCE(q.queued, 0), COALESCE(q.leased, 0), COALESCE(q.deferred, 0),"
+    " COALESCE(p.factor, 1),"
     " COALESCE(IF(p.suspended_until > NOW(6), DATE_FORMAT(p.suspended_until, '%Y-%m-%d %H:%i:%s'), ''), ''),"
     " COALESCE(p.reason, ''),"
     " COALESCE((SELECT CONCAT(COALESCE(l.code, ''), ' ', COALESCE(l.text, '')) FROM delivery_log l"
-    "   WHERE l.destination = q.dest ORDER BY l.id DESC LIMIT 1), '')"
-    " FROM (SELECT dest,"
+    "   WHERE l.destination = k.dest ORDER BY l.id DESC LIMIT 1), '')"
+    " FROM (SELECT dest FROM deliveries WHERE next_attempt IS NOT NULL GROUP BY dest"
+    "   UNION SELECT dest FROM pace_state) k"
+    " LEFT JOIN (SELECT dest,"
     "   SUM(state = 'queued' AND (lease_until IS NULL OR lease_until <= NOW(6))) AS queued,"
     "   SUM(lease_until > NOW(6)) AS leased,"
     "   SUM(state = 'deferred' AND (lease_until IS NULL OR lease_until <= NOW(6))) AS deferred"
-    "   FROM deliveries WHERE next_attempt IS NOT NULL GROUP BY dest) q"
-    " LEFT JOIN pace_state p ON p.dest = q.dest ORDER BY q.dest";
+    "   FROM deliveries WHERE next_attempt IS NOT NULL GROUP BY dest) q ON q.dest = k.dest"
+    " LEFT JOIN pace_state p ON p.dest = k.dest ORDER BY k.dest";
 
 int
 store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_row *), void *arg)

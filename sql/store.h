@@ -126,6 +126,8 @@ int store_record(struct store *s, const char *owner, const struct store_result *
     size_t n, size_t *lost);
 /* Give back this owner's leases (at shutdown). */
 int store_release(struct store *s, const char *owner, size_t *n);
+/* Give back the leases of these deliveries, unattempted: due again now. */
+int store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n);
 
 /* ---- hatoctl ---- */
 struct store_queue_row {

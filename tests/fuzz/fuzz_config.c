@@ -140,6 +140,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    write_file(routes, nul ? nul + 1 : data, nul ? size - ini_len - 1 : 0) != 0)
 		abort();
 	rc = config_load(ini, &c, err, sizeof(err));
+	/* For looking at seeds: HATO_FUZZ_VERBOSE=1 ./fuzz_config FILE... */
+	if (getenv("HATO_FUZZ_VERBOSE") != NULL)
+		fprintf(stderr, "config_load: %s\n", rc == 0 ? "loaded" : err);
 	if (rc != 0) {
 		CHECK(rc == -1 && c == NULL);
 		CHECK(strncmp(err, ini, strlen(ini)) == 0);

@@ -16,8 +16,9 @@
  * then. Recipients containing "refuse" or "later" are refused at RCPT.
  *
  * Invariants: every line the server writes ends in CRLF and is a well-formed
- * reply; nothing follows "221"; a transaction handed over has a sender,
- * 1..100 recipients without '>', CR or LF, and data that is NUL-terminated,
+ * reply; nothing follows "221"; the owner gets paths without '>', CR or LF
+ * (RFC 5321 2.3.8: CR and LF only as CRLF, the line's end); a transaction
+ * handed over has 1..100 recipients and data that is NUL-terminated,
  * within its length and, unless empty, ends in CRLF; it is never one that
  * went over the limit; the session ends after the client leaves.
  */
@@ -106,7 +107,7 @@ on_message(struct lmtp_session *s, struct lmtp_txn *t, void *arg)
 	struct run *run = arg;
 	static const struct timeval now = { 0, 0 };
 
-	CHECK(t->mail_from != NULL && strchr(t->mail_from, '>') == NULL);
+	CHECK(t->mail_from != NULL && strpbrk(t->mail_from, ">\r\n") == NULL);
 	CHECK(t->nrcpt >= 1 && t->nrcpt <= 100);
 	for (size_t i = 0; i < t->nrcpt; i++)
 		CHECK(t->rcpts[i] != NULL && strpbrk(t->rcpts[i], ">\r\n") == NULL);
