@@ -70,7 +70,7 @@ def annotate(path, inclusive, top=25, strip=None):
     r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     lines = r.stdout.decode("utf-8", "replace").splitlines()
     # Keep the header totals and the first `top` function lines.
-    out, body = [], False
+    out, body, seen = [], False, set()
     for line in lines:
         if line.startswith("Ir") or "PROGRAM TOTALS" in line:
             out.append(line)
@@ -78,8 +78,12 @@ def annotate(path, inclusive, top=25, strip=None):
             body = True
             continue
         if body and line.strip() and ":" in line:
-            if strip:
-                line = line.replace(strip.rstrip("/") + "/", "")
+            line = re.sub(r" \[[^\]]*\]$", "", line)
+            for pre in strip or ():
+                line = line.replace(pre.rstrip("/") + "/", "")
+            if line in seen:
+                continue
+            seen.add(line)
             out.append(line)
             if len(out) > top + 4:
                 break
@@ -339,12 +343,95 @@ def due_dests_cost(ctx, B, extra_rows):
     return out
 
 
+def batch_alternatives(ctx, B, job_rows=None):
+    """What the gateway's per-delivery statements would cost batched, on the
+    same tables (the finished rows of the last native run, put back into a
+    leased state): server-side cost per delivery of
+      - the lease UPDATE as the gateway writes it (next_attempt moves, so
+        two secondary indexes change), 100 ids a statement;
+      - the same without moving next_attempt (no indexed column changes);
+      - recording 'sent' for 256 deliveries as one UPDATE ... WHERE id IN
+        plus one multi-row INSERT INTO delivery_log, one commit."""
+    env = ctx.env
+    c = env.db.connect()
+    out = {}
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT id, job_id, attempts, dest FROM deliveries ORDER BY id LIMIT 20000")
+            rows = cur.fetchall()
+        if not rows:
+            return {}
+        ids = [r["id"] for r in rows]
+        idlist = lambda chunk: ",".join(str(i) for i in chunk)
+
+        def reset():
+            with c.cursor() as cur:
+                cur.execute("UPDATE deliveries SET state = 'queued', next_attempt = NOW(6), lease_owner = NULL,"
+                            " lease_until = NULL, done_at = NULL WHERE id BETWEEN %s AND %s", (ids[0], ids[-1]))
+
+        def timed(stmts_for_chunk, chunk, label):
+            reset()
+            t0 = time.monotonic()
+            with c.cursor() as cur:
+                for i in range(0, len(ids), chunk):
+                    part = rows[i:i + chunk]
+                    cur.execute("START TRANSACTION")
+                    for st in stmts_for_chunk(part):
+                        cur.execute(st)
+                    cur.execute("COMMIT")
+            dt = time.monotonic() - t0
+            out[label] = round(dt / len(ids) * 1e6, 1)
+
+        timed(lambda part: ["UPDATE deliveries SET lease_owner = 'bench', lease_until = NOW(6) + INTERVAL 5 MINUTE,"
+                            " next_attempt = NOW(6) + INTERVAL 5 MINUTE WHERE id IN (%s)"
+                            % idlist(r["id"] for r in part)], 100,
+              "lease, as the gateway does (next_attempt moves), 100 ids a statement")
+        timed(lambda part: ["UPDATE deliveries SET lease_owner = 'bench', lease_until = NOW(6) + INTERVAL 5 MINUTE"
+                            " WHERE id IN (%s)" % idlist(r["id"] for r in part)], 100,
+              "lease without moving next_attempt, 100 ids a statement")
+
+        def record(part):
+            upd = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, next_attempt = NULL,"
+                   " lease_owner = NULL, lease_until = NULL, last_code = 250, last_status = '2.0.0',"
+                   " last_text = '2.0.0 Ok: queued', updated_at = NOW(6), done_at = NOW(6)"
+                   " WHERE id IN (%s)" % idlist(r["id"] for r in part))
+            vals = ",".join("(%d,%d,NOW(6),%d,'sent','dot',250,'2.0.0','2.0.0 Ok: queued',%s,'127.0.0.1','bench')"
+                            % (r["id"], r["job_id"], r["attempts"] + 1, c.escape(r["dest"])) for r in part)
+            ins = ("INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code, status,"
+                   " text, destination, host, gateway) VALUES " + vals)
+            return [upd, ins]
+        def record_rows(part):
+            out = []
+            for r in part:
+                out.append("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, next_attempt = NULL,"
+                           " lease_owner = NULL, lease_until = NULL, last_code = 250, last_status = '2.0.0',"
+                           " last_text = '2.0.0 Ok: queued', updated_at = NOW(6), done_at = NOW(6)"
+                           " WHERE id = %d" % r["id"])
+                out.append("INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code,"
+                           " status, text, destination, host, gateway) SELECT %d, %d, NOW(6), attempts, 'sent',"
+                           " 'dot', 250, '2.0.0', '2.0.0 Ok: queued', %s, '127.0.0.1', 'bench'"
+                           " FROM deliveries WHERE id = %d" % (r["id"], r["job_id"], c.escape(r["dest"]), r["id"]))
+            return out
+        timed(record_rows, 256, "record 'sent' per row as the gateway does (UPDATE + INSERT ... SELECT a "
+                                "delivery), 256 a transaction, same client")
+        timed(record, 256, "record 'sent': one UPDATE ... IN (256 ids) + one multi-row INSERT INTO delivery_log")
+        with c.cursor() as cur:
+            cur.execute("DELETE FROM delivery_log WHERE gateway = 'bench'")
+            cur.execute("UPDATE deliveries SET state = 'sent', next_attempt = NULL, lease_owner = NULL,"
+                        " lease_until = NULL, done_at = NOW(6) WHERE id BETWEEN %s AND %s", (ids[0], ids[-1]))
+        out["rows"] = len(ids)
+    finally:
+        c.close()
+    return out
+
+
 def run(ctx, B):
     env = ctx.env
     args = ctx.args
     if not os.access(VALGRIND, os.X_OK):
         raise BenchError("valgrind is not installed (bench/run --profile installs it)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    strips = [ctx.src, os.path.relpath(ctx.src)]
     # The daemons stay root here: callgrind creates its output file at
     # start and writes it at exit, after a privilege drop could not.
     env.config.section("hato")["user"] = "root"
@@ -375,7 +462,18 @@ def run(ctx, B):
         report.append("    %-24s %10d" % (k, v))
     report.append("")
 
-    # 1a. The claim's destination query against the table's size.
+    # 1a. Batched forms of the gateway's statements, on the same tables.
+    say("== the gateway's statements batched (server-side cost per delivery)")
+    ba = batch_alternatives(ctx, B)
+    report += ["## The gateway's per-delivery statements done in batches (wall time of the statements from a "
+               "client on the same socket, per delivery, %s rows; compare with the per-statement server "
+               "times in the slow-log section below)" % ba.get("rows"), ""]
+    for k, v in ba.items():
+        if k != "rows":
+            report.append("    %7.1f us  %s" % (v, k))
+    report.append("")
+
+    # 1b. The claim's destination query against the table's size.
     say("== cost of the due-destinations query against the table size")
     dd = due_dests_cost(ctx, B, 100000)
     report += ["## The due-destinations query (store_due_dests, run on every claim, busy or idle)", "",
@@ -386,7 +484,7 @@ def run(ctx, B):
     report.append("")
     B.truncate(ctx)
 
-    # 1b. The gateway's statements, timed by the server.
+    # 1c. The gateway's statements, timed by the server.
     sn = 10000
     say("== W1 of %d deliveries with MariaDB's slow log at long_query_time = 0" % sn)
     sl = native_w1_slowlog(ctx, B, sn)
@@ -401,7 +499,7 @@ def run(ctx, B):
         report.append("    %8d %8.3f %9.3f %9.1f %10d  %s" % (c, c / sn, t, 1e6 * t / c, rx, key))
     report.append("")
 
-    # 1c. W3: the poll interval's part in the latency.
+    # 1d. W3: the poll interval's part in the latency.
     say("== W3 latency with poll_interval 100ms and 10ms (configuration only)")
     pe = w3_poll_experiment(ctx, B)
     report += ["## W3 latency against the gateway's poll_interval (50 submissions at 10/s each)", ""]
@@ -441,8 +539,8 @@ def run(ctx, B):
         B.stop_sinks(ctx, sinks)
     say("   %s in %.0f s under callgrind (sinks got %d)" % ("done" if ok else "NOT done", wall, got))
     report += ["## hato-gateway, W1 with %d deliveries (%s in %.0f s under callgrind)" % (
-        n, "done" if ok else "not done", wall), "", "### self cost", "", annotate(gw_out, False, strip=ctx.src), "",
-        "### inclusive cost", "", annotate(gw_out, True, 40, strip=ctx.src), ""]
+        n, "done" if ok else "not done", wall), "", "### self cost", "", annotate(gw_out, False, strip=strips), "",
+        "### inclusive cost", "", annotate(gw_out, True, 40, strip=strips), ""]
 
     # 3. The intake under callgrind.
     m = args.profile_w2_n
@@ -468,8 +566,8 @@ def run(ctx, B):
                "MariaDB counters for it:", ""]
     for k, v in status_delta(s0, s1).items():
         report.append("    %-24s %10d" % (k, v))
-    report += ["", "### self cost", "", annotate(it_out, False, strip=ctx.src), "",
-               "### inclusive cost", "", annotate(it_out, True, 40, strip=ctx.src), ""]
+    report += ["", "### self cost", "", annotate(it_out, False, strip=strips), "",
+               "### inclusive cost", "", annotate(it_out, True, 40, strip=strips), ""]
 
     maxp, bsz, sz, ns = binds_cost(ctx.src, ctx.tmp)
     if maxp:

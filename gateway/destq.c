@@ -21,6 +21,7 @@
  * database with every other gateway.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,8 +571,8 @@ destq_pace_grant(struct destq *dq, const struct store_pace *res, unsigned k, dou
 		return;
 	before = dq->pace->factor;
 	pace_grant(dq->pace, res->start, res->gap, k, offset_ms, res->factor, res->suspended_until);
-	if (dq->pace->factor != before && (dq->pace->factor >= 1 || dq->pace->factor - before >= 0.1 ||
-	    dq->pace->factor < before))
+	/* Every tenth of the configured rate gained or lost is logged. */
+	if (floor(dq->pace->factor * 10) != floor(before * 10))
 		log_info("dest=%s pace rate=%.2f/s factor=%.3f reason=%s", dq->key, pace_rate(dq->pace),
 		    dq->pace->factor, log_quote(q, sizeof(q), dq->pace->factor > before ?
 		    "recovering after successes" : "shared state from another gateway"));

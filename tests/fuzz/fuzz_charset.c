@@ -11,8 +11,8 @@
  *  - charset_from_utf8 succeeds on valid UTF-8 for UTF-8, fails with the
  *    offset of the first octet it cannot write inside the text, and what it
  *    writes reads back with charset_to_utf8 (ISO-2022-JP: 7-bit, ending in
- *    ASCII; read back only without ESC, SO and SI in the text, which its
- *    callers never pass).
+ *    ASCII; both only for text without ESC, SO and SI, which its callers
+ *    never pass).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -92,9 +92,13 @@ from_utf8(const char *cs, const char *in, size_t len)
 		return;
 	}
 	CHECK(out[outlen] == '\0');
+	if (switches_sets(cs, in, len)) {
+		free(out);
+		return;
+	}
 	if (strcasecmp(cs, "ISO-2022-JP") == 0)
 		check_jis_out(out, outlen);
-	if (written_by_hato(cs) && !switches_sets(cs, in, len)) {
+	if (written_by_hato(cs)) {
 		back = charset_to_utf8(cs, out, outlen, &backlen);
 		CHECK(back != NULL);
 		check_utf8_out(back, backlen);
