@@ -89,6 +89,9 @@ static const struct conf_key gateway_keys[] = {
 	{ "data_timeout", K_DURATION, "10m", 10, 3600000, HC(data_timeout_ms), "SMTP data" },
 	{ "charset", K_STR, "utf-8", 0, 0, HC(charset), "charset for MX delivery" },
 	{ "dns_servers", K_STR, "", 0, 0, HC(dns_servers), "DNS servers for MX (ip[:port],...)" },
+	{ "mx_tls", K_TLS, "opportunistic", 0, 0, HC(mx_tls), "none or opportunistic" },
+	{ "mx_tls_require", K_STR, "", 0, 0, HC(mx_tls_require), "domains needing verified TLS" },
+	{ "ca_file", K_STR, "", 0, 0, HC(ca_file), "CA certificates for MX" },
 	{ "smtp_port", K_UINT, "25", 1, 65535, HC(smtp_port), "port of MX hosts" },
 	{ "dns_timeout", K_DURATION, "5s", 100, 60000, HC(dns_timeout_ms), "DNS query timeout" },
 	{ NULL }
@@ -119,6 +122,12 @@ static const struct conf_key relay_keys[] = {
 	{ "verify", K_BOOL, "yes", 0, 0, RC(verify), "verify certificates" },
 	{ "charset", K_STR, "utf-8", 0, 0, RC(charset), "utf-8 or iso-2022-jp" },
 	{ "suspend_on", K_STR, "", 0, 0, RC(suspend_on), "4xx texts that suspend" },
+	{ "ca_file", K_STR, "", 0, 0, RC(ca_file), "CA certificates to verify with" },
+	{ "cert_file", K_STR, "", 0, 0, RC(cert_file), "client certificate (PEM)" },
+	{ "key_file", K_STR, "", 0, 0, RC(key_file), "client key (PEM, mode 600)" },
+	{ "auth_user", K_STR, "", 0, 0, RC(auth_user), "AUTH user" },
+	{ "auth_password_file", K_STR, "", 0, 0, RC(auth_password_file), "AUTH password file, mode 600" },
+	{ "auth_without_tls", K_BOOL, "no", 0, 0, RC(auth_without_tls), "allow AUTH in clear" },
 	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL, NULL),
 	{ NULL }
 };
@@ -151,6 +160,7 @@ struct pos {
 
 struct loader {
 	const char *path;
+	const struct hato_config *running;	/* a reload: secrets come from it */
 	struct pos *pos;
 	size_t npos;
 	char *err;
@@ -310,8 +320,10 @@ set_value(struct loader *ld, const char *sec, const struct conf_key *k, const ch
 			*(int *)field = TLS_STARTTLS;
 		else if (strcasecmp(v, "smtps") == 0)
 			*(int *)field = TLS_SMTPS;
+		else if (strcasecmp(v, "opportunistic") == 0)
+			*(int *)field = TLS_OPPORTUNISTIC;
 		else
-			fail(ld, sec, k->name, "'%s' is not none, starttls or smtps", v);
+			fail(ld, sec, k->name, "'%s' is not none, starttls, smtps or opportunistic", v);
 		return;
 	case K_UINT:
 	case K_DURATION:
@@ -456,6 +468,31 @@ load_relay(struct loader *ld, dictionary *d, const char *sec, struct hato_config
 		fail(ld, sec, NULL, "relay needs a host");
 		return;
 	}
+	if (*r->auth_user && !*r->auth_password_file) {
+		fail(ld, sec, "auth_password_file", "auth_user needs a password file");
+		return;
+	}
+	if (*r->auth_user && r->tls == TLS_NONE && !r->auth_without_tls) {
+		fail(ld, sec, "auth_user", "AUTH over a connection in clear: set tls, or auth_without_tls = yes");
+		return;
+	}
+	if (*r->auth_password_file && !ld->running) {
+		char why[512];
+		if (!(r->auth_password = secret_file_read(r->auth_password_file, why, sizeof(why)))) {
+			fail(ld, sec, "auth_password_file", "%s", why);
+			return;
+		}
+	} else if (*r->auth_password_file) {
+		const struct relay_conf *old = config_relay(ld->running, r->name);
+		if (!old || !old->auth_password || strcmp(old->auth_password_file, r->auth_password_file) != 0) {
+			fail(ld, sec, "auth_password_file", "a new password file needs a restart");
+			return;
+		}
+		r->auth_password = xstrdup(old->auth_password);
+	}
+	/* Verification off is said once, loudly, at every start and reload. */
+	if (r->tls != TLS_NONE && !r->verify)
+		log_warn("%s: [%s] verify = no: the relay's certificate is not checked", ld->path, sec);
 	/* Resolved once here, at start-up or reload, never on the event loop. */
 	snprintf(port, sizeof(port), "%u", r->port);
 	if ((rc = getaddrinfo(r->host, port, &hints, &ai)) != 0) {
@@ -659,7 +696,7 @@ static int
 config_load_ex(const char *path, const struct hato_config *running,
     struct hato_config **out, char *err, size_t errlen)
 {
-	struct loader ld = { .path = path, .err = err, .errlen = errlen };
+	struct loader ld = { .path = path, .err = err, .errlen = errlen, .running = running };
 	struct hato_config *c;
 	dictionary *d = NULL;
 	FILE *f;
@@ -692,6 +729,8 @@ config_load_ex(const char *path, const struct hato_config *running,
 	apply_section(&ld, d, "limits", limits_keys, &c->limits, true);
 	if (!ld.failed)
 		check_charset(&ld, "gateway", c->charset);
+	if (!ld.failed && c->mx_tls != TLS_NONE && c->mx_tls != TLS_OPPORTUNISTIC)
+		fail(&ld, "gateway", "mx_tls", "MX delivery takes none or opportunistic (require TLS per domain with mx_tls_require)");
 	if (!ld.failed)
 		load_retry(&ld, c);
 	if (!ld.failed)
@@ -745,8 +784,13 @@ config_free(struct hato_config *c)
 	free_strings(intake_keys, c);
 	free_strings(gateway_keys, c);
 	free_strings(retry_keys, c);
-	for (size_t i = 0; i < c->nrelays; i++)
+	for (size_t i = 0; i < c->nrelays; i++) {
 		free_strings(relay_keys, &c->relays[i]);
+		if (c->relays[i].auth_password) {
+			explicit_bzero(c->relays[i].auth_password, strlen(c->relays[i].auth_password));
+			free(c->relays[i].auth_password);
+		}
+	}
 	for (size_t i = 0; i < c->npaces; i++)
 		free_strings(pace_keys, &c->paces[i]);
 	for (size_t i = 0; i < c->nsubmitters; i++) {

@@ -16,7 +16,8 @@
 
 #include "routes/routes.h"
 
-enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_SMTPS };
+/* The same numbers as enum smtpc_tls_mode. */
+enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_SMTPS, TLS_OPPORTUNISTIC };
 
 struct limits {
 	unsigned connections;		/* at once */
@@ -34,6 +35,10 @@ struct relay_conf {
 	bool verify;
 	char *charset;			/* of the messages sent through it */
 	char *suspend_on;		/* comma-separated texts of 4xx replies that suspend */
+	char *ca_file, *cert_file, *key_file;	/* TLS: CA to verify with ("" = system), client cert */
+	char *auth_user, *auth_password_file;
+	char *auth_password;		/* read from auth_password_file */
+	bool auth_without_tls;
 	struct limits lim;
 	struct sockaddr_storage addr;	/* resolved at load */
 	socklen_t addrlen;
@@ -87,6 +92,9 @@ struct hato_config {
 	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
 	char *charset;			/* for MX delivery */
 	char *dns_servers;		/* "" = the system's */
+	int mx_tls;			/* TLS_NONE or TLS_OPPORTUNISTIC */
+	char *mx_tls_require;		/* domains whose MX must do verified TLS */
+	char *ca_file;			/* CA for MX verification ("" = system) */
 	unsigned smtp_port;		/* of MX hosts */
 	uint64_t dns_timeout_ms;
 	/* [retry] */

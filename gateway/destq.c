@@ -217,7 +217,9 @@ conn_ready(struct smtpc *c, void *arg)
 {
 	struct dconn *dc = arg;
 
-	(void)c;
+	if (!dc->ready_seen)
+		log_info("dest=%s host=%s connected tls=\"%s\" peer=\"%s\"", dc->dq->key, dc->host,
+		    smtpc_tls_info(c), smtpc_tls_peer(c));
 	dc->ready_seen = true;
 	conn_offer(dc);
 }
@@ -447,8 +449,9 @@ destq_new(struct event_base *base, const char *key, const char *domain,
 
 void
 destq_update(struct destq *dq, const struct relay_conf *relay, const struct limits *lim,
-    const char *suspend_on)
+    const char *suspend_on, const struct smtpc_conf *proto)
 {
+	dq->proto = *proto;
 	apply_limits(dq, relay, lim, suspend_on);
 	destq_kick(dq);
 }

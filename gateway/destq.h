@@ -70,7 +70,7 @@ void destq_free(struct destq *dq);
 
 /* New limits after a reload (the relay and its address may change too). */
 void destq_update(struct destq *dq, const struct relay_conf *relay, const struct limits *lim,
-    const char *suspend_on);
+    const char *suspend_on, const struct smtpc_conf *proto);
 
 const char *destq_key(const struct destq *dq);
 const char *destq_domain(const struct destq *dq);

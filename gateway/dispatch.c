@@ -32,6 +32,7 @@
 #include "conf/config.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "core/worker.h"
 #include "gateway/compose.h"
 #include "gateway/destq.h"
@@ -73,6 +74,12 @@ struct dkim_entry {
 	struct dkim_key *key;
 };
 
+struct tls_entry {
+	char name[64];			/* relay name; "" for MX delivery */
+	char ca[512], cert[512], key[512];
+	SSL_CTX *ctx;
+};
+
 struct dispatch {
 	struct event_base *base;
 	const struct hato_config *cf;
@@ -98,6 +105,8 @@ struct dispatch {
 	struct dkim_entry *dkims;
 	size_t ndkims;
 	bool need_jis;
+	struct tls_entry *tls;		/* one client context per relay, and "" for MX */
+	size_t ntls;
 };
 
 static void claim_soon(struct dispatch *d, uint64_t ms);
@@ -125,11 +134,25 @@ charset_of(const char *name)
 
 struct dest_conf {
 	const struct relay_conf *relay;	/* or NULL: MX of mx_domain */
+	int tls;
+	bool verify;
 	const struct limits *lim;
 	const char *mx_domain;
 	const char *suspend_on;
 	const char *charset;
 };
+
+static bool
+domain_listed(const char *list, const char *domain)
+{
+	char buf[1024], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+		if (strcasecmp(tok, domain) == 0)
+			return true;
+	return false;
+}
 
 /* What the configuration says of a destination key. */
 static void
@@ -142,6 +165,8 @@ dest_conf(const struct hato_config *cf, const char *key, struct dest_conf *dc)
 	dc->lim = &cf->limits;
 	dc->charset = cf->charset;
 	dc->suspend_on = "";
+	dc->tls = cf->mx_tls;
+	dc->verify = false;	/* opportunistic TLS takes any certificate (RFC 7435) */
 	if (strncmp(key, "relay:", 6) == 0 && (r = config_relay(cf, key + 6))) {
 		dc->relay = r;
 		dc->lim = &r->lim;
@@ -155,6 +180,13 @@ dest_conf(const struct hato_config *cf, const char *key, struct dest_conf *dc)
 		dc->suspend_on = p->suspend_on;
 	} else if (strncmp(key, "mx:", 3) == 0)
 		dc->mx_domain = key + 3;
+	if (dc->relay) {
+		dc->tls = dc->relay->tls;
+		dc->verify = dc->relay->verify;
+	} else if (dc->mx_domain && domain_listed(cf->mx_tls_require, dc->mx_domain)) {
+		dc->tls = TLS_STARTTLS;
+		dc->verify = true;
+	}
 }
 
 /*
@@ -508,27 +540,84 @@ dest_find(struct dispatch *d, const char *key)
 	return NULL;
 }
 
+/* The client context of a relay (or of MX delivery: relay NULL), made
+ * once and kept while its files stay the same. NULL with err. */
+static SSL_CTX *
+tls_ctx_for(struct dispatch *d, const struct relay_conf *r, char *err, size_t errlen)
+{
+	const char *name = r ? r->name : "";
+	const char *ca = r ? r->ca_file : d->cf->ca_file;
+	const char *cert = r ? r->cert_file : "", *key = r ? r->key_file : "";
+	struct tls_entry *t;
+	SSL_CTX *ctx;
+
+	for (size_t i = 0; i < d->ntls; i++) {
+		t = &d->tls[i];
+		if (strcmp(t->name, name) == 0 && strcmp(t->ca, ca) == 0 &&
+		    strcmp(t->cert, cert) == 0 && strcmp(t->key, key) == 0)
+			return t->ctx;
+	}
+	if (!(ctx = tls_client_ctx(*ca ? ca : NULL, *cert ? cert : NULL, *key ? key : NULL, err, errlen)))
+		return NULL;
+	if (!(d->tls = realloc(d->tls, (d->ntls + 1) * sizeof(*d->tls))))
+		fatalx("dispatch: out of memory");
+	t = &d->tls[d->ntls++];
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->ca, sizeof(t->ca), "%s", ca);
+	snprintf(t->cert, sizeof(t->cert), "%s", cert);
+	snprintf(t->key, sizeof(t->key), "%s", key);
+	t->ctx = ctx;
+	return ctx;
+}
+
+/* The SMTP settings of one destination: timeouts, TLS, AUTH. */
+static void
+dest_proto(struct dispatch *d, const struct dest_conf *dc, struct smtpc_conf *p)
+{
+	char err[512];
+
+	*p = d->proto;
+	p->tls = dc->tls;
+	p->tls_verify = dc->verify;
+	if (dc->tls != TLS_NONE && !(p->tls_ctx = tls_ctx_for(d, dc->relay, err, sizeof(err)))) {
+		/* Without a context, TLS cannot happen: required TLS then fails
+		 * every session with this reason, opportunistic goes in clear. */
+		log_error("TLS context for %s: %s", dc->relay ? dc->relay->name : "MX delivery", err);
+		if (dc->tls == TLS_OPPORTUNISTIC)
+			p->tls = TLS_NONE;
+	}
+	if (dc->relay && *dc->relay->auth_user) {
+		p->auth_user = dc->relay->auth_user;
+		p->auth_password = dc->relay->auth_password;
+		p->auth_without_tls = dc->relay->auth_without_tls;
+	}
+}
+
 static struct dest *
 dest_get(struct dispatch *d, const char *key)
 {
 	unsigned b = hash_str(key) % DEST_BUCKETS;
 	struct destq_owner owner = { on_prepare, on_result, on_dest_idle, on_reserve,
 	    on_suspend, on_resolve, d };
+	struct smtpc_conf proto;
 	struct dest_conf dc;
 	struct dest *e;
 
 	if ((e = dest_find(d, key)))
 		return e;
 	dest_conf(d->cf, key, &dc);
+	dest_proto(d, &dc, &proto);
 	if (!(e = calloc(1, sizeof(*e))))
 		fatalx("dispatch: out of memory");
-	e->dq = destq_new(d->base, key, dc.mx_domain, dc.relay, dc.lim, dc.suspend_on, &d->proto, &owner);
+	e->dq = destq_new(d->base, key, dc.mx_domain, dc.relay, dc.lim, dc.suspend_on, &proto, &owner);
 	e->charset = charset_of(dc.charset);
 	e->next = d->dests[b];
 	d->dests[b] = e;
-	log_info("dest=%s created via=%s connections=%u per_connection=%u pace=%u/%llums charset=%s",
+	log_info("dest=%s created via=%s connections=%u per_connection=%u pace=%u/%llums charset=%s tls=%s%s",
 	    key, dc.relay ? dc.relay->host : dc.mx_domain ? dc.mx_domain : "-", dc.lim->connections,
-	    dc.lim->per_connection, dc.lim->messages, (unsigned long long)dc.lim->interval_ms, dc.charset);
+	    dc.lim->per_connection, dc.lim->messages, (unsigned long long)dc.lim->interval_ms, dc.charset,
+	    (const char *[]){ "none", "starttls", "smtps", "opportunistic" }[proto.tls & 3],
+	    proto.tls == TLS_NONE ? "" : proto.tls_verify ? " verify=yes" : " verify=no");
 	return e;
 }
 
@@ -1112,6 +1201,19 @@ dispatch_new(struct event_base *base, const struct hato_config *cf, char *err, s
 		dispatch_free(d);
 		return NULL;
 	}
+	/* TLS contexts (client keys) are read now, before root is dropped. */
+	for (size_t i = 0; i < cf->nrelays; i++)
+		if (cf->relays[i].tls != TLS_NONE && !tls_ctx_for(d, &cf->relays[i], err, errlen)) {
+			char why[600];
+			snprintf(why, sizeof(why), "[relay %s]: %s", cf->relays[i].name, err);
+			snprintf(err, errlen, "%s", why);
+			dispatch_free(d);
+			return NULL;
+		}
+	if (cf->mx_tls != TLS_NONE && !tls_ctx_for(d, NULL, err, errlen)) {
+		dispatch_free(d);
+		return NULL;
+	}
 	d->db = worker_create(base, "gateway-db", db_init, db_fini, (void *)cf);
 	d->claim_ev = evtimer_new(base, claim_now, d);
 	d->flush_ev = evtimer_new(base, flush_now, d);
@@ -1139,9 +1241,11 @@ dispatch_reload(struct dispatch *d, const struct hato_config *cf)
 	proto_from(&d->proto, cf);
 	for (int b = 0; b < DEST_BUCKETS; b++)
 		for (struct dest *e = d->dests[b]; e; e = e->next) {
+			struct smtpc_conf proto;
 			struct dest_conf dc;
 			dest_conf(cf, destq_key(e->dq), &dc);
-			destq_update(e->dq, dc.relay, dc.lim, dc.suspend_on);
+			dest_proto(d, &dc, &proto);
+			destq_update(e->dq, dc.relay, dc.lim, dc.suspend_on, &proto);
 			e->charset = charset_of(dc.charset);
 			destq_take_queued(e->dq, &moved);
 		}
@@ -1272,6 +1376,9 @@ dispatch_free(struct dispatch *d)
 		mxres_free(d->mx);
 	for (size_t i = 0; i < d->ndkims; i++)
 		dkim_key_free(d->dkims[i].key);
+	for (size_t i = 0; i < d->ntls; i++)
+		tls_ctx_free(d->tls[i].ctx);
+	free(d->tls);
 	free(d->dkims);
 	if (d->claim_ev)
 		event_free(d->claim_ev);
