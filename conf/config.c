@@ -49,6 +49,7 @@ struct conf_key {
 static const struct conf_key hato_keys[] = {
 	{ "node", K_STR, "", 0, 0, HC(node), "name in leases and logs" },
 	{ "user", K_STR, "", 0, 0, HC(user), "user to drop root to" },
+	{ "secret_file", K_STR, "", 0, 0, HC(secret_file), "MAC key file (mode 600, 32+ bytes)" },
 	{ NULL }
 };
 static const struct conf_key log_keys[] = {
@@ -80,6 +81,8 @@ static const struct conf_key gateway_keys[] = {
 	{ "hostname", K_STR, "hato.example", 0, 0, HC(hostname), "EHLO name, Message-ID domain" },
 	{ "routes", K_STR, "/etc/hato/carriers.routes", 0, 0, HC(routes_path), "route table" },
 	{ "bounce_domain", K_STR, "hato.example", 0, 0, HC(bounce_domain), "envelope sender domain" },
+	{ "unsubscribe_url", K_STR, "https://hato.example/unsubscribe/", 0, 0, HC(unsubscribe_url), "one-click URL base" },
+	{ "http_listen", K_STR, "127.0.0.1:8025", 0, 0, HC(http_listen), "status and unsubscribe endpoint" },
 	{ "claim_batch", K_UINT, "200", 1, 10000, HC(claim_batch), "deliveries claimed at once" },
 	{ "lease", K_DURATION, "5m", 1000, DAY, HC(lease_ms), "lease length" },
 	{ "poll_interval", K_DURATION, "1s", 10, 600000, HC(poll_ms), "idle poll" },
@@ -737,6 +740,19 @@ config_load_ex(const char *path, const struct hato_config *running,
 		load_multi(&ld, d, c);
 	if (!ld.failed)
 		check_routes(&ld, c);
+	if (!ld.failed && running && running->secret) {
+		if (!(c->secret = malloc(running->secret_len)))
+			fatalx("config: out of memory");
+		memcpy(c->secret, running->secret, running->secret_len);
+		c->secret_len = running->secret_len;
+	} else if (!ld.failed && *c->secret_file) {
+		char why[512];
+		if (!(c->secret = (unsigned char *)secret_file_read(c->secret_file, why, sizeof(why))))
+			fail(&ld, "hato", "secret_file", "%s", why);
+		else if ((c->secret_len = strlen((char *)c->secret)) < 32)
+			fail(&ld, "hato", "secret_file", "%s: at least 32 bytes are needed (openssl rand -hex 32)",
+			    c->secret_file);
+	}
 	if (!ld.failed && running) {
 		free(c->node);
 		c->node = xstrdup(running->node);
@@ -810,6 +826,10 @@ config_free(struct hato_config *c)
 	if (c->db_password) {
 		explicit_bzero(c->db_password, strlen(c->db_password));
 		free(c->db_password);
+	}
+	if (c->secret) {
+		explicit_bzero(c->secret, c->secret_len);
+		free(c->secret);
 	}
 	routes_free(c->routes);
 	free(c->path);

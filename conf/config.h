@@ -72,6 +72,9 @@ struct hato_config {
 	char *path;
 	/* [hato] */
 	char *node, *user;
+	char *secret_file;		/* the MAC key of bounce addresses and unsubscribe tokens */
+	unsigned char *secret;		/* its contents */
+	size_t secret_len;
 	/* [log] */
 	int log_level;
 	bool log_syslog;
@@ -87,6 +90,8 @@ struct hato_config {
 	unsigned intake_workers;
 	/* [gateway] */
 	char *hostname, *routes_path, *bounce_domain;
+	char *unsubscribe_url;		/* token appended: the one-click URL */
+	char *http_listen;		/* host:port of the status and unsubscribe endpoint */
 	unsigned claim_batch;
 	uint64_t lease_ms, poll_ms;
 	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;

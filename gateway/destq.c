@@ -74,7 +74,7 @@ struct destq {
 	struct dhost hosts[MAX_HOSTS];
 	size_t nhosts, host_idx;
 	bool resolving, hosts_stale;
-	const char *last_host;
+	char last_host[256];		/* a copy: sessions come and go */
 };
 
 static void destq_kick(struct destq *dq);
@@ -346,7 +346,7 @@ pick_host(struct destq *dq, struct dconn *dc, struct smtpc_conf *conf)
 	}
 	conf->addr = (const struct sockaddr *)&dc->addr;
 	conf->host = dc->host;
-	dq->last_host = dc->host;
+	snprintf(dq->last_host, sizeof(dq->last_host), "%s", dc->host);
 	return true;
 }
 
@@ -488,7 +488,7 @@ destq_domain(const struct destq *dq)
 const char *
 destq_host(const struct destq *dq)
 {
-	return dq->last_host;
+	return *dq->last_host ? dq->last_host : NULL;
 }
 
 const struct limits *

@@ -39,6 +39,7 @@
 #include "gateway/dispatch.h"
 #include "gateway/dkim.h"
 #include "gateway/mxres.h"
+#include "mail/verp.h"
 #include "routes/routes.h"
 #include "sql/store.h"
 
@@ -342,10 +343,17 @@ on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 	struct dest *e = dest_of_dq(d, dq);
 	struct compose_rcpt rc = { .to = m->rcpt, .delivery_id = m->lease.id };
 	struct compose_body *b;
+	char tok[64], extra[1024];
 	size_t len;
 
 	if (clock_mono_ms() > m->lease_deadline)
 		return -2;
+	/* RFC 8058: both ways to leave the list, each naming this delivery. */
+	unsub_token(d->cf->secret, d->cf->secret_len, m->lease.id, tok, sizeof(tok));
+	snprintf(extra, sizeof(extra), "List-Unsubscribe: <mailto:unsub+%s@%s>,\r\n <%s%s>\r\n"
+	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+	    tok, d->cf->bounce_domain, d->cf->unsubscribe_url, tok);
+	rc.extra = extra;
 	b = m->job->body[e ? e->charset : CS_UTF8];
 	if (!b)
 		b = m->job->body[CS_UTF8];
@@ -827,6 +835,7 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 	struct mail_addr a;
 	const char *why;
 	struct djob *j;
+	size_t n;
 
 	if (!m)
 		fatalx("dispatch: out of memory");
@@ -843,8 +852,8 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 		a.needs_quote = true;
 	}
 	addr_format(&a, m->rcpt, sizeof(m->rcpt));
-	snprintf(m->mail_from, sizeof(m->mail_from), "bounce+%llu@%s",
-	    (unsigned long long)l->id, d->cf->bounce_domain);
+	n = verp_local(d->cf->secret, d->cf->secret_len, l->id, m->mail_from, sizeof(m->mail_from));
+	snprintf(m->mail_from + n, sizeof(m->mail_from) - n, "@%s", d->cf->bounce_domain);
 	if (!(j = job_find(d, l->job_id))) {
 		if (!(j = calloc(1, sizeof(*j))))
 			fatalx("dispatch: out of memory");

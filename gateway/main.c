@@ -109,6 +109,11 @@ main(int argc, char **argv)
 		config_free(cf);
 		return 0;
 	}
+	if (!cf->secret) {
+		fprintf(stderr, "hato-gateway: %s: [hato] secret_file is needed: it makes bounce addresses and unsubscribe tokens unforgeable\n", path);
+		config_free(cf);
+		return 78;
+	}
 	log_init("hato-gateway", cf->log_syslog, cf->log_facility);
 	log_set_level(cf->log_level);
 	if (!(a.base = event_base_new()))

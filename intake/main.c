@@ -84,6 +84,11 @@ main(int argc, char **argv)
 		config_free(cf);
 		return 0;
 	}
+	if (!cf->secret) {
+		fprintf(stderr, "hato-intake: %s: [hato] secret_file is needed: it checks bounce addresses and unsubscribe tokens\n", path);
+		config_free(cf);
+		return 78;
+	}
 	log_init("hato-intake", cf->log_syslog, cf->log_facility);
 	log_set_level(cf->log_level);
 	/* Send-At values without an offset are in this zone. */

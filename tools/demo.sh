@@ -55,6 +55,9 @@ ALTER USER 'hato'@'localhost' IDENTIFIED BY '$pw';
 GRANT ALL ON hato.* TO 'hato'@'localhost';
 SQL
 
+if [ ! -s "$state/secret.key" ]; then
+	(umask 077; openssl rand -hex 32 >"$state/secret.key")
+fi
 if [ ! -s "$state/demo.token" ]; then
 	(umask 077; build/ctl/hatoctl token >"$state/demo.token")
 fi
@@ -74,6 +77,7 @@ cat >"$state/hato.ini" <<EOF2
 ; Demo configuration written by tools/demo.sh.
 [hato]
 user = $me
+secret_file = $state/secret.key
 [log]
 level = info
 [db]
@@ -89,6 +93,7 @@ hostname = hato.example
 routes = $state/demo.routes
 bounce_domain = hato.example
 poll_interval = 500ms
+http_listen = 127.0.0.1:${HATO_DEMO_HTTP_PORT:-8025}
 [retry]
 intervals = 10s 1m 5m
 [relay sink]

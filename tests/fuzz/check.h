@@ -21,6 +21,22 @@
 	} \
 } while (0)
 
+/*
+ * A local that is read before it is written holds whatever an earlier call
+ * left on the stack, and may work by chance. Calling this just before the
+ * code under test fills the stack below with 0xa5 octets, so such a read
+ * gives a wild pointer or a huge number, and crashes the same way on every
+ * run instead of now and then.
+ */
+static inline __attribute__((noinline)) void
+fuzz_poison_stack(void)
+{
+	unsigned char junk[8192];
+
+	memset(junk, 0xa5, sizeof(junk));
+	__asm__ volatile("" : : "r"(junk) : "memory");
+}
+
 /* The input as a NUL-terminated string of its own (the harness's buffer
  * is not terminated). */
 static inline char *

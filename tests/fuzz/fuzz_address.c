@@ -92,6 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n, ll;
 	int w;
 
+	fuzz_poison_stack();
 	if (addr_parse((const char *)data, size, &a, &why) != 0) {
 		CHECK(why != NULL && *why != '\0');
 		return 0;

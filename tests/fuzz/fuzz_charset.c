@@ -133,6 +133,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else
 		cs = charsets[which];
 
+	fuzz_poison_stack();
 	valid = fuzz_utf8_ok(in, len);
 	CHECK(utf8_valid(in, len) == valid);
 	switch (op) {

@@ -196,6 +196,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j.charset = (flags & 2) ? "iso-2022-jp" : "utf-8";
 	j.domain = "hato.example";
 
+	fuzz_poison_stack();
 	b = compose_prepare(&j, err, sizeof(err));
 	if (b == NULL) {
 		CHECK(err[0] != '\0');
@@ -215,6 +216,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.to = field[F_TO];
 	r.delivery_id = (uint64_t)now;
 	r.extra = (flags & 4) ? field[F_EXTRA] : NULL;
+	fuzz_poison_stack();
 	head = compose_head(b, &r, now, &len);
 	if (head != NULL) {
 		check_head(head, len, b, r.extra);

@@ -139,6 +139,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (write_file(ini, data, ini_len) != 0 ||
 	    write_file(routes, nul ? nul + 1 : data, nul ? size - ini_len - 1 : 0) != 0)
 		abort();
+	fuzz_poison_stack();
 	rc = config_load(ini, &c, err, sizeof(err));
 	/* For looking at seeds: HATO_FUZZ_VERBOSE=1 ./fuzz_config FILE... */
 	if (getenv("HATO_FUZZ_VERBOSE") != NULL)

@@ -92,6 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.attachments = &p;
 	m.nattach = 1;
 
+	fuzz_poison_stack();
 	rc = submission_parse(&m, &s, err, sizeof(err));
 	if (rc != 0) {
 		CHECK(rc == -1);

@@ -142,6 +142,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct dsn d;
 	char err[256] = "";
 
+	fuzz_poison_stack();
 	if (dsn_parse((const char *)data, size, &d, err, sizeof(err)) != 0) {
 		CHECK(err[0] != '\0');
 		CHECK(d.nrcpt == 0 && d.rcpt == NULL);

@@ -197,6 +197,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
+	fuzz_poison_stack();
 	memset(&run, 0, sizeof(run));
 	reply_init(&run.r);
 	run.mode = data[0] & 3;

@@ -68,6 +68,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mime_msg m;
 	char err[256] = "";
 
+	fuzz_poison_stack();
 	if (mime_parse((const char *)data, size, &m, err, sizeof(err)) != 0) {
 		CHECK(err[0] != '\0');
 		CHECK(m.from == NULL && m.subject == NULL && m.message_id == NULL && m.text == NULL);

@@ -82,6 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)data;
 	size_t pos = 0;
 
+	fuzz_poison_stack();
 	reply_init(&r);
 	while (pos < size) {
 		const char *nl = memchr(s + pos, '\n', size - pos);

@@ -125,6 +125,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	name_len = data[0] % 201;
 	cs = charsets[data[1] % (sizeof(charsets) / sizeof(charsets[0]))];
 	text = fuzz_strndup(data + 2, size - 2);
+	fuzz_poison_stack();
 	/* Both ways of asking for UTF-8 are one encoder. */
 	if (strcmp(cs, "UTF-8") == 0 && (data[1] & 0x80))
 		out = rfc2047_encode(text, name_len);

@@ -127,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct route_table *t;
 	char err[512] = "";
 
+	fuzz_poison_stack();
 	t = routes_parse((const char *)data, size, FILE_NAME, err, sizeof(err));
 	if (t == NULL) {
 		CHECK(strncmp(err, FILE_NAME ":", strlen(FILE_NAME) + 1) == 0);

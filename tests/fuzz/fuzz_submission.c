@@ -29,8 +29,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256] = "";
 	int rc;
 
+	fuzz_poison_stack();
 	if (mime_parse((const char *)data, size, &m, err, sizeof(err)) != 0)
 		return 0;
+	fuzz_poison_stack();
 	rc = submission_parse(&m, &s, err, sizeof(err));
 	mime_msg_free(&m);
 	if (rc != 0) {

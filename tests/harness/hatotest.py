@@ -1088,7 +1088,13 @@ class Env:
         self.gateway = None
         self.config = Config(self.dir)
         c = self.config
-        c.section("hato").update({"node": "it-%s" % name, "user": SERVICE_USER})
+        # The MAC key of bounce addresses and unsubscribe tokens, mode 600.
+        self.secret_file = os.path.join(self.dir, "secret.key")
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, secrets.token_hex(32).encode() + b"\n")
+        os.close(fd)
+        c.section("hato").update({"node": "it-%s" % name, "user": SERVICE_USER,
+                                  "secret_file": self.secret_file})
         c.section("log").update({"level": "debug", "syslog": False})
         if self.db:
             c.section("db").update({"socket": self.db.socket, "user": self.db.user,
