@@ -39,6 +39,7 @@
 #include "gateway/dispatch.h"
 #include "gateway/dkim.h"
 #include "gateway/mxres.h"
+#include "mail/bounce.h"
 #include "mail/verp.h"
 #include "routes/routes.h"
 #include "sql/store.h"
@@ -285,6 +286,22 @@ classify(const struct dispatch *d, const struct dmsg *m, const struct smtpc_repl
 	return OUTCOME_DEFERRED;
 }
 
+/* Where in the session a reply came, as the bounce rules see it. */
+static enum bounce_stage
+bounce_stage_of(enum smtpc_stage st)
+{
+	switch (st) {
+	case SMTPC_RCPT:
+		return BOUNCE_STAGE_RCPT;
+	case SMTPC_DATA:
+		return BOUNCE_STAGE_DATA;
+	case SMTPC_DOT:
+		return BOUNCE_STAGE_DOT;
+	default:
+		return BOUNCE_STAGE_CONNECT;
+	}
+}
+
 static void
 add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *host,
     const struct smtpc_reply *r)
@@ -310,10 +327,17 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 	snprintf(res->host, sizeof(res->host), "%s", host ? host : "");
 	if (res->outcome == OUTCOME_DEFERRED)
 		res->retry_ms = config_retry_delay_ms(d->cf, m->lease.attempts + 1);
-	log_info("delivery job=%llu dlv=%llu dest=%s host=%s attempt=%u status=%s stage=%s code=%d reply=%s",
+	snprintf(res->address, sizeof(res->address), "%s", m->lease.address);
+	if (res->outcome != OUTCOME_SENT) {
+		bool soft;
+		enum bounce_class bc = bounce_classify(r->code, r->status, r->text,
+		    bounce_stage_of(r->stage), m->lease.domain, &soft);
+		snprintf(res->bclass, sizeof(res->bclass), "%s", bounce_class_name(bc));
+	}
+	log_info("delivery job=%llu dlv=%llu dest=%s host=%s attempt=%u status=%s stage=%s code=%d class=%s reply=%s",
 	    (unsigned long long)m->lease.job_id, (unsigned long long)m->lease.id, dest,
 	    *res->host ? res->host : "-", m->lease.attempts + 1, store_outcome_name(res->outcome),
-	    res->stage, r->code, log_quote(q, sizeof(q), res->text));
+	    res->stage, r->code, *res->bclass ? res->bclass : "-", log_quote(q, sizeof(q), res->text));
 	msg_free(d, m);
 	flush_soon(d, d->nres >= RECORD_BATCH ? 0 : FLUSH_DELAY_MS);
 }

@@ -118,6 +118,8 @@ struct store_result {
 	char stage[12];
 	char dest[128];
 	char host[256];
+	char bclass[16];	/* bounce_class_name() of a failure, "" when sent */
+	char address[321];	/* the recipient, for list cleaning */
 };
 /* Record outcomes (one transaction): the delivery row, a log row, and the
  * job's end when nothing of it is left. A row whose lease this owner no

@@ -293,10 +293,11 @@ def test_relay_tls_verified():
                   line.group(0))
             mismatch_line = line.group(0)
         st = sink.stats()
-        check(st["connections"] >= 1, "sink %s: the gateway never connected", name)
         check_eq(sink.mail_times(), [], "MAIL commands at sink %s (after a refused certificate)" % name)
         check_eq(sink.messages(), [], "messages at sink %s" % name)
         if name in ("wrongname", "untrusted"):
+            # (An SMTPS sink counts only connections whose handshake passed.)
+            check(st["connections"] >= 1, "sink %s: the gateway never connected", name)
             # EHLO and STARTTLS per connection; nothing else in clear.
             check(st["commands"] <= 2 * st["connections"],
                   "sink %s: %d commands on %d connections: more than EHLO and STARTTLS in clear",
@@ -419,7 +420,7 @@ def test_dkim_through_gateway():
     keys = [DkimKey(keydir, "rsa", "example.co.jp", "hato2026"),
             DkimKey(keydir, "ed25519", "example.jp", "ed2026")]
     for k in keys:
-        env.config.section("dkim %s" % k.kind).update({"domain": k.domain, "selector": k.selector, "key_file": k.path})
+        env.config.section("dkim %s" % ("example" if k.kind == "rsa" else "example-ed25519")).update({"domain": k.domain, "selector": k.selector, "key_file": k.path})
     senders = {"rsa": env.submitter, "ed25519": "dm@example.jp"}
     env.config.section("submitter marketing")["address"] = list(senders.values())
     utf8 = env.relay_sink("plain")
