@@ -8,7 +8,7 @@
  * The first text/plain part starts with "Key: value" lines up to the first
  * empty line; the rest is the DM body. Keys are case-insensitive: Token,
  * To (repeatable, a list separated by ',' or ';', entries may be
- * "Name <addr>"), Subject, Send-At, Dry-Run. A line that starts with white
+ * "Name <addr>"), Subject, Send-At, Dry-Run, Rate, Send-By. A line that starts with white
  * space continues the previous value, as a folded header would. Any other
  * key is refused, so a submitter cannot set a header Hato does not allow.
  *
@@ -47,6 +47,8 @@ enum cb_key {
 	K_SUBJECT,
 	K_SEND_AT,
 	K_DRY_RUN,
+	K_RATE,
+	K_SEND_BY,
 	K_NONE,
 };
 
@@ -56,6 +58,8 @@ static const char *const cb_names[] = {
 	[K_SUBJECT] = "Subject",
 	[K_SEND_AT] = "Send-At",
 	[K_DRY_RUN] = "Dry-Run",
+	[K_RATE] = "Rate",
+	[K_SEND_BY] = "Send-By",
 };
 
 /* Duplicate detection: open addressing on indexes into s->rcpts, plus one. */
@@ -424,6 +428,10 @@ cb_commit(struct parse *p, struct cb_value *v)
 		return cb_single(p, &s->subject, v);
 	case K_SEND_AT:
 		return cb_single(p, &s->send_at, v);
+	case K_RATE:
+		return cb_single(p, &s->rate, v);
+	case K_SEND_BY:
+		return cb_single(p, &s->send_by, v);
 	case K_DRY_RUN:
 		val = v->val;
 		len = v->len;
@@ -837,6 +845,8 @@ submission_free(struct submission *s)
 	free(s->token);
 	free(s->subject);
 	free(s->send_at);
+	free(s->rate);
+	free(s->send_by);
 	free(s->body);
 	memset(s, 0, sizeof(*s));
 }
