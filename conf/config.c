@@ -27,7 +27,7 @@
 #include "core/duration.h"
 #include "core/log.h"
 
-enum ktype { K_STR, K_UINT, K_BOOL, K_DURATION, K_SIZE, K_LEVEL, K_FACILITY, K_TLS };
+enum ktype { K_STR, K_UINT, K_BOOL, K_DURATION, K_SIZE, K_LEVEL, K_FACILITY, K_TLS, K_WINDOW };
 
 struct conf_key {
 	const char *name;
@@ -105,17 +105,19 @@ static const struct conf_key retry_keys[] = {
 	{ "max_age", K_DURATION, "3d", 1000, 60 * DAY, HC(max_age_ms), "age before failing" },
 	{ NULL }
 };
-#define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int, dflt_susp) \
+#define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int, dflt_susp, dflt_win, dflt_quiet) \
 	{ "connections", K_UINT, dflt_conn, 1, 1000, LIM(base, connections), "connections at once" }, \
 	{ "per_connection", K_UINT, dflt_per, 1, 100000, LIM(base, per_connection), "messages per connection" }, \
 	{ "messages", K_UINT, dflt_msg, 0, 1000000, LIM(base, messages), "messages per interval" }, \
 	{ "interval", K_DURATION, dflt_int, 0, DAY, LIM(base, interval_ms), "pace interval" }, \
-	{ "suspend", K_DURATION, dflt_susp, 0, DAY, LIM(base, suspend_ms), "suspension after 421" }
+	{ "suspend", K_DURATION, dflt_susp, 0, DAY, LIM(base, suspend_ms), "suspension after 421" }, \
+	{ "send_window", K_WINDOW, dflt_win, 0, 0, LIM(base, window), "HH:MM-HH:MM local, or empty" }, \
+	{ "quiet_minutes", K_UINT, dflt_quiet, 0, 59, LIM(base, quiet_minutes), "skip the top of each hour" }
 
 /* [limits] writes into hato_config.limits through a struct with one field. */
 struct limits_holder { struct limits lim; };
 static const struct conf_key limits_keys[] = {
-	LIMIT_KEYS(struct limits_holder, "4", "100", "0", "0", "60s"),
+	LIMIT_KEYS(struct limits_holder, "4", "100", "0", "0", "60s", "", "0"),
 	{ NULL }
 };
 static const struct conf_key relay_keys[] = {
@@ -131,7 +133,7 @@ static const struct conf_key relay_keys[] = {
 	{ "auth_user", K_STR, "", 0, 0, RC(auth_user), "AUTH user" },
 	{ "auth_password_file", K_STR, "", 0, 0, RC(auth_password_file), "AUTH password file, mode 600" },
 	{ "auth_without_tls", K_BOOL, "no", 0, 0, RC(auth_without_tls), "allow AUTH in clear" },
-	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL, NULL),
+	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 	{ NULL }
 };
 static const struct conf_key pace_keys[] = {
@@ -139,7 +141,7 @@ static const struct conf_key pace_keys[] = {
 	{ "mx_domain", K_STR, "", 0, 0, PC(mx_domain), "or to the MX hosts of this domain" },
 	{ "charset", K_STR, "utf-8", 0, 0, PC(charset), "utf-8 or iso-2022-jp" },
 	{ "suspend_on", K_STR, "", 0, 0, PC(suspend_on), "4xx texts that suspend" },
-	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL, NULL),
+	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 	{ NULL }
 };
 #define DC(f) offsetof(struct dkim_conf, f)
@@ -328,6 +330,23 @@ set_value(struct loader *ld, const char *sec, const struct conf_key *k, const ch
 		else
 			fail(ld, sec, k->name, "'%s' is not none, starttls, smtps or opportunistic", v);
 		return;
+	case K_WINDOW: {
+		struct send_window *w = (struct send_window *)field;
+		int fh, fm, th, tm, used = 0;
+		if (!*v) {
+			w->from = w->to = -1;
+			return;
+		}
+		if (sscanf(v, "%2d:%2d-%2d:%2d%n", &fh, &fm, &th, &tm, &used) != 4 || v[used] ||
+		    fh > 24 || th > 24 || fm > 59 || tm > 59 || fh < 0 || th < 0 || fm < 0 || tm < 0 ||
+		    fh * 60 + fm == th * 60 + tm) {
+			fail(ld, sec, k->name, "'%s' is not HH:MM-HH:MM (two different times)", v);
+			return;
+		}
+		w->from = fh * 60 + fm;
+		w->to = th * 60 + tm;
+		return;
+	}
 	case K_UINT:
 	case K_DURATION:
 	case K_SIZE:

@@ -19,12 +19,20 @@
 /* The same numbers as enum smtpc_tls_mode. */
 enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_SMTPS, TLS_OPPORTUNISTIC };
 
+/* Local minutes of the day [from, to) when sending is allowed; from < 0:
+ * always. A window may wrap midnight (21:00-08:00). */
+struct send_window {
+	int from, to;
+};
+
 struct limits {
 	unsigned connections;		/* at once */
 	unsigned per_connection;	/* messages before QUIT */
 	unsigned messages;		/* pace: per interval; 0 = unpaced */
 	uint64_t interval_ms;
 	uint64_t suspend_ms;		/* after a 421 or a suspend_on reply */
+	struct send_window window;	/* in the zone of [intake] timezone */
+	unsigned quiet_minutes;		/* not in the first N minutes of an hour */
 };
 
 struct relay_conf {

@@ -245,9 +245,14 @@ verify_text(SSL *ssl, long vr, char *buf, size_t size)
 {
 	X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
 	X509 *peer = SSL_get0_peer_certificate(ssl);
+	STACK_OF(X509) *chain;
 	char subject[256] = "", *ip;
 	const char *host;
 
+	/* OpenSSL 3 keeps the peer certificate only once it verified; after
+	 * a failure the chain the server sent is still there. */
+	if (peer == NULL && (chain = SSL_get_peer_cert_chain(ssl)) != NULL && sk_X509_num(chain) > 0)
+		peer = sk_X509_value(chain, 0);
 	if (peer != NULL)
 		name_text(X509_get_subject_name(peer), subject, sizeof subject);
 	switch (vr) {

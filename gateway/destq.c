@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/duration.h"
 #include "core/log.h"
@@ -79,6 +80,7 @@ struct destq {
 
 static void destq_kick(struct destq *dq);
 static void conn_offer(struct dconn *dc);
+static double closed_for(const struct destq *dq);
 
 static double
 now_ms(void)
@@ -168,6 +170,41 @@ conn_send_next(struct dconn *dc)
 	smtpc_quit(dc->c);
 }
 
+/*
+ * Milliseconds until sending is allowed by the send window and the quiet
+ * minutes (local time, the process's TZ); 0 when it is allowed now.
+ */
+static double
+closed_for(const struct destq *dq)
+{
+	const struct limits *l = &dq->lim;
+	struct timespec ts;
+	struct tm tm;
+	time_t t;
+
+	if (l->window.from < 0 && l->quiet_minutes == 0)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = ts.tv_sec;
+	/* Walk minute by minute to the first open one (a day at most). */
+	for (int step = 0; step < 24 * 60 + 1; step++, t += 60) {
+		localtime_r(&t, &tm);
+		int mod = tm.tm_hour * 60 + tm.tm_min;
+		bool in_window = l->window.from < 0 ||
+		    (l->window.from < l->window.to ? mod >= l->window.from && mod < l->window.to
+		    : mod >= l->window.from || mod < l->window.to);
+		bool quiet = tm.tm_min < (int)l->quiet_minutes;
+		if (in_window && !quiet) {
+			if (step == 0)
+				return 0;
+			/* The start of that minute. */
+			double until = (double)(t - tm.tm_sec) * 1000;
+			return until - ((double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6);
+		}
+	}
+	return 0;	/* a window that never opens was refused at load */
+}
+
 static void
 conn_offer(struct dconn *dc)
 {
@@ -177,6 +214,12 @@ conn_offer(struct dconn *dc)
 	unpark(dc);
 	if (dq->stopped || dc->sent >= dq->lim.per_connection || dq->nqueued == 0) {
 		smtpc_quit(dc->c);
+		return;
+	}
+	if ((wait = closed_for(dq)) > 0) {
+		/* Outside the send window: close now, come back when it opens. */
+		smtpc_quit(dc->c);
+		tick_at(dq, wait);
 		return;
 	}
 	if (dq->pace && !pace_take(dq->pace, now_ms(), &wait)) {
@@ -367,8 +410,16 @@ hosts_ready(struct destq *dq)
 static void
 destq_kick(struct destq *dq)
 {
+	double closed;
+
 	if (dq->stopped || dq->nqueued == 0)
 		return;
+	if ((closed = closed_for(dq)) > 0) {
+		if (!evtimer_pending(dq->tick, NULL))
+			log_info("dest=%s closed by its send window for %.0f s", dq->key, closed / 1000);
+		tick_at(dq, closed);
+		return;
+	}
 	if (dq->pace && destq_suspended(dq))
 		return;
 	if (!hosts_ready(dq))

@@ -116,6 +116,9 @@ main(int argc, char **argv)
 	}
 	log_init("hato-gateway", cf->log_syslog, cf->log_facility);
 	log_set_level(cf->log_level);
+	/* Send windows are in the site's zone, the one Send-At uses. */
+	setenv("TZ", cf->timezone, 1);
+	tzset();
 	if (!(a.base = event_base_new()))
 		fatalx("cannot create the event loop");
 	/* Keys are read as root, then root is dropped. */

@@ -99,6 +99,8 @@ check_submission(const struct submission *s)
 	if (s->subject != NULL && *s->subject != '\0')
 		check_submission_value(s->subject);
 	check_submission_value(s->send_at);
+	check_submission_value(s->rate);
+	check_submission_value(s->send_by);
 	CHECK(s->body != NULL && fuzz_utf8_ok(s->body, strlen(s->body)));
 	bool blank = true;
 	for (const char *c = s->body; *c; c++)
@@ -112,6 +114,7 @@ check_submission_refused(const struct submission *s, const char *err)
 	CHECK(err[0] != '\0');
 	CHECK(s->nrcpt == 0 && s->rcpts == NULL && s->naccepted == 0);
 	CHECK(s->token == NULL && s->subject == NULL && s->send_at == NULL && s->body == NULL);
+	CHECK(s->rate == NULL && s->send_by == NULL);
 }
 
 #endif

@@ -3,14 +3,17 @@
  * Subject and body, and a recipient's To and extra header lines.
  *
  * Input: one octet of flags (charset, whether Reply-To and extra lines
- * are given), four octets of time, then the fields separated by NUL:
- * From, Reply-To, Subject, body, To, extra.
+ * are given, whether to sign with DKIM), four octets of time, then the
+ * fields separated by NUL: From, Reply-To, Subject, body, To, extra. The
+ * DKIM key is an Ed25519 key made at start-up (its PEM file is removed as
+ * soon as it is loaded).
  *
  * Whatever the fields hold, the head is a header block: CRLF lines only,
  * none over 998 octets, no control but TAB, each line a "Name: value"
  * field or a fold of the one before, one empty line and only at its end.
- * Its fields are exactly ours (Date, From, To, Subject, Message-ID,
- * Reply-To when given, the MIME headers) plus the caller's extra lines,
+ * Its fields are exactly ours (DKIM-Signature when signed, first; Date,
+ * From, To, Subject, Message-ID, Reply-To when given, the MIME headers)
+ * plus the caller's extra lines,
  * which appear as given: no CR or LF of a submitter's starts a field.
  * The encoded values are folded header values. The body ends in CRLF, its
  * lines are within 998 octets; in UTF-8 it is base64 of the text with its
@@ -22,8 +25,13 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "gateway/compose.h"
+#include "gateway/dkim.h"
 #include "check.h"
 
 #define NFIELDS 6
@@ -49,8 +57,10 @@ count_fields(const char *s)
 	return n;
 }
 
+static struct dkim_key *key;
+
 static const char *const our_names[] = {
-	"Date", "From", "To", "Subject", "Message-ID", "Reply-To",
+	"DKIM-Signature", "Date", "From", "To", "Subject", "Message-ID", "Reply-To",
 	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 };
 
@@ -89,7 +99,9 @@ check_head(const char *head, size_t len, const struct compose_body *b, const cha
 		l = crlf + 2;
 	}
 	CHECK(l == end - 2);
-	want = 8 + (b->reply_to != NULL) + (extra ? count_fields(extra) : 0);
+	want = 8 + (b->reply_to != NULL) + (b->dkim != NULL) + (extra ? count_fields(extra) : 0);
+	if (b->dkim != NULL)
+		CHECK(strncmp(head, "DKIM-Signature:", 15) == 0);
 	CHECK(fields == want);
 	if (extra != NULL)
 		CHECK(strstr(head, extra) != NULL);
@@ -167,6 +179,29 @@ check_body(const struct compose_body *b, const char *text)
 }
 
 int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	char path[] = "/tmp/hato-fuzz-dkim.XXXXXX", err[256];
+	EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	int fd = mkstemp(path);		/* mode 600, as dkim_key_load wants */
+	FILE *f;
+
+	(void)argc, (void)argv;
+	if (pk == NULL || fd < 0 || (f = fdopen(fd, "w")) == NULL)
+		abort();
+	if (PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL) != 1 || fclose(f) != 0)
+		abort();
+	key = dkim_key_load(path, "hato.example", "fuzz", err, sizeof(err));
+	unlink(path);
+	EVP_PKEY_free(pk);
+	if (key == NULL) {
+		fprintf(stderr, "dkim_key_load: %s\n", err);
+		abort();
+	}
+	return 0;
+}
+
+int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *field[NFIELDS] = { "", "", "", "", "", "" };
@@ -195,6 +230,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j.body = field[F_BODY];
 	j.charset = (flags & 2) ? "iso-2022-jp" : "utf-8";
 	j.domain = "hato.example";
+	j.dkim = (flags & 8) ? key : NULL;
 
 	fuzz_poison_stack();
 	b = compose_prepare(&j, err, sizeof(err));
@@ -209,6 +245,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (b->reply_to != NULL)
 		CHECK(fuzz_header_value_ok(b->reply_to, strlen("Reply-To: ")));
 	CHECK(b->charset_used != NULL);
+	CHECK(b->dkim == j.dkim && (b->dkim == NULL || b->dkim_bh != NULL));
 	if (b->fell_back)
 		CHECK(strcmp(b->charset_used, "UTF-8") == 0 && b->fallback[0] != '\0');
 	check_body(b, j.body);

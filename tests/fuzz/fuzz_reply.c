@@ -91,7 +91,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (reply_feed(&r, s + pos, len)) {
 		case REPLY_MORE:
 			CHECK(r.code >= 100 && r.code <= 599);
-			CHECK(r.nlines >= 1 && r.nlines < REPLY_LINES_MAX);
+			CHECK(r.nlines >= 1 && r.nlines <= REPLY_LINES_MAX);
 			break;
 		case REPLY_DONE:
 			check_done(&r);

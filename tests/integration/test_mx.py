@@ -89,8 +89,8 @@ def test_mx_delivery():
     check(re.search(r"dest=mx:two\.test host=mx1\.two\.test stage=connect\b", log),
           "no log line of the refused connection to mx1.two.test:\n%s", H.tail(env.gateway.log_path, 40))
     lines = delivery_lines(env, d["id"])
-    check(len(lines) == 1 and lines[0].group(4) == "mx2.two.test" and lines[0].group(6) == "sent",
-          "delivery log lines of user@two.test: %r", [l.group(0) for l in lines])
+    check(len(lines) == 1 and lines[0]["host"] == "mx2.two.test" and lines[0]["status"] == "sent",
+          "delivery log lines of user@two.test: %r", [l["line"] for l in lines])
 
     # No MX: the domain's own address.
     d = by["user@amx.test"]

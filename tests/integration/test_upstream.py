@@ -165,17 +165,21 @@ def wait_delivery(env, job_id, addr, pred, timeout, what):
         raise H.TestFailure("%s; %s" % (e, describe(last["d"]) if last.get("d") else "no delivery row"))
 
 
-DELIVERY_RX = re.compile(r"delivery job=(\d+) dlv=(\d+) dest=(\S+) host=(\S+) attempt=(\d+) status=(\S+) "
-                         r"stage=(\S+) code=(-?\d+) reply=(.*)$")
+FIELD_RX = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def delivery_lines(env, dlv_id):
-    """The gateway's log lines for one delivery, as regex matches."""
+    """The gateway's "delivery job=.. dlv=.. ..." log lines for one delivery,
+    each as a dict of its fields (quoted values unquoted) and "line"."""
     out = []
     for line in env.gateway.log_text().splitlines():
-        m = DELIVERY_RX.search(line)
-        if m and int(m.group(2)) == int(dlv_id):
-            out.append(m)
+        i = line.find(" delivery job=")
+        if i < 0:
+            continue
+        fields = {k: (v[1:-1] if v.startswith('"') else v) for k, v in FIELD_RX.findall(line[i:])}
+        if fields.get("dlv") == str(int(dlv_id)):
+            fields["line"] = line[i + 1:]
+            out.append(fields)
     return out
 
 
@@ -270,8 +274,8 @@ def test_relay_tls_verified():
                  "tls in the connected line of relay:%s (protocol, cipher, verification)" % name)
         check_eq(c_peer, "CN=localhost", "peer in the connected line of relay:%s" % name)
         lines = delivery_lines(env, d["id"])
-        check(lines and lines[-1].group(6) == "sent", "no 'status=sent' log line for %s: %r", addr,
-              [l.group(0) for l in lines])
+        check(lines and lines[-1]["status"] == "sent", "no 'status=sent' log line for %s: %r", addr,
+              [l["line"] for l in lines])
         # Nothing in clear: with STARTTLS, one EHLO and STARTTLS before TLS.
         check_eq(mail_commands(sink, d["id"]), 1, "MAIL commands at sink %s" % name)
 
@@ -284,14 +288,14 @@ def test_relay_tls_verified():
         check_eq(int(d["attempts"]), 1, "attempts through %s" % name)
         check(reason in (d["last_text"] or ""), "%s: last_text does not say %r: %s", addr, reason, describe(d))
         lines = delivery_lines(env, d["id"])
-        check(len(lines) == 1, "%s: want one delivery log line, got %r", addr, [l.group(0) for l in lines])
+        check(len(lines) == 1, "%s: want one delivery log line, got %r", addr, [l["line"] for l in lines])
         line = lines[0]
-        check_eq(line.group(6), "deferred", "status in the log line of %s" % addr)
-        check(reason in line.group(9), "%s: the log line does not name %r: %s", addr, reason, line.group(0))
+        check_eq(line["status"], "deferred", "status in the log line of %s" % addr)
+        check(reason in line["reply"], "%s: the log line does not name %r: %s", addr, reason, line["line"])
         if name == "wrongname":
-            check("expected localhost" in line.group(9), "the mismatch line does not name the expected host: %s",
-                  line.group(0))
-            mismatch_line = line.group(0)
+            check("expected localhost" in line["reply"], "the mismatch line does not name the expected host: %s",
+                  line["line"])
+            mismatch_line = line["line"]
         st = sink.stats()
         check_eq(sink.mail_times(), [], "MAIL commands at sink %s (after a refused certificate)" % name)
         check_eq(sink.messages(), [], "messages at sink %s" % name)
@@ -375,8 +379,8 @@ def test_relay_auth():
     check_eq(bad_sink.mail_times(), [], "MAIL commands after a refused AUTH")
     check_eq(bad_sink.messages(), [], "messages after a refused AUTH")
     lines = delivery_lines(env, d["id"])
-    check(lines and lines[-1].group(6) == "failed" and lines[-1].group(8) == "535",
-          "log line of the refused AUTH: %r", [l.group(0) for l in lines])
+    check(lines and lines[-1]["status"] == "failed" and lines[-1]["code"] == "535",
+          "log line of the refused AUTH: %r", [l["line"] for l in lines])
     env.stop_clean()
 
 
