@@ -2,7 +2,16 @@
  * hato-intake: wires configuration, logging, the LMTP listeners and the
  * intake pipeline, drops root, and runs the event loop. SIGTERM stops
  * accepting and exits once every transaction in the works is answered.
+ *
+ * --pipe: for an MTA's pipe transport. One message on standard input, the
+ * envelope sender from -f; the same decision as over LMTP, told by the
+ * exit code (sysexits): 0 stored (or discarded: an unknown sender), 75
+ * EX_TEMPFAIL when the job store is away (the MTA keeps the mail and
+ * retries), 65 EX_DATAERR for a submission that cannot be read, 77
+ * EX_NOPERM for a refused submitter, 74 EX_IOERR when stdin fails. The
+ * reason goes to standard error, which the MTA puts in its bounce.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +25,7 @@
 #include "core/log.h"
 #include "intake/intake.h"
 #include "mail/mime.h"
+#include "sql/store.h"
 
 struct app {
 	struct event_base *base;
@@ -26,8 +36,55 @@ struct app {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: hato-intake [--config FILE] [--check-config]\n");
+	fprintf(stderr, "usage: hato-intake [--config FILE] [--check-config] [--pipe [-f SENDER]]\n");
 	exit(64);
+}
+
+static int
+exit_code_of(const char *reply)
+{
+	if (reply[0] == '2')
+		return 0;
+	if (reply[0] == '4')
+		return 75;	/* EX_TEMPFAIL */
+	if (strncmp(reply + 4, "5.7.", 4) == 0)
+		return 77;	/* EX_NOPERM */
+	return 65;		/* EX_DATAERR */
+}
+
+static int
+run_pipe(const struct hato_config *cf, const char *sender)
+{
+	struct store *st;
+	char reply[512], *data = NULL;
+	size_t len = 0, cap = 0, n;
+	int rc;
+
+	for (;;) {
+		if (len == cap && !(data = realloc(data, (cap = cap ? cap * 2 : 65536) + 1)))
+			fatalx("out of memory");
+		if ((n = fread(data + len, 1, cap - len, stdin)) == 0)
+			break;
+		len += n;
+		if (len > cf->max_message_size) {
+			fprintf(stderr, "552 5.3.4 message too big for this intake\n");
+			free(data);
+			return 65;
+		}
+	}
+	if (ferror(stdin)) {
+		fprintf(stderr, "cannot read the message: %s\n", strerror(errno));
+		free(data);
+		return 74;	/* EX_IOERR */
+	}
+	data[len] = '\0';
+	st = store_new(cf);
+	intake_process(st, cf, sender, data, len, reply, sizeof(reply));
+	store_free(st);
+	free(data);
+	rc = exit_code_of(reply);
+	fprintf(rc ? stderr : stdout, "%s\n", reply);
+	return rc;
 }
 
 static void
@@ -55,6 +112,7 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "pipe", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -63,12 +121,15 @@ main(int argc, char **argv)
 	struct daemon_signals *sig;
 	struct app a = { 0 };
 	char err[1024];
-	int check = 0, ch;
+	int check = 0, pipe_mode = 0, ch;
+	const char *sender = "";
 
-	while ((ch = getopt_long(argc, argv, "c:Ch", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:Chf:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'C': check = 1; break;
+		case 'p': pipe_mode = 1; break;
+		case 'f': sender = optarg; break;
 		default: usage();
 		}
 	}
@@ -95,6 +156,12 @@ main(int argc, char **argv)
 	setenv("TZ", cf->timezone, 1);
 	tzset();
 	mime_init();
+	if (pipe_mode) {
+		/* The MTA runs the pipe as its own user: nothing to drop. */
+		int rc = run_pipe(cf, sender);
+		config_free(cf);
+		return rc;
+	}
 	if (!(a.base = event_base_new()))
 		fatalx("cannot create the event loop");
 	a.intake = intake_new(a.base, cf);

@@ -8,7 +8,8 @@ packages=(
 	libevent-dev libssl-dev libc-ares-dev libmariadb-dev libiniparser-dev
 	libgmime-3.0-dev libcmocka-dev
 	mariadb-server mariadb-client openssl
-	python3 python3-pymysql swaks
+	python3 python3-pymysql python3-dkim swaks openssl
+	postfix
 )
 
 missing=()
@@ -21,5 +22,8 @@ echo "installing: ${missing[*]}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is a test peer (the MTA in front of intake) and the benchmark's
+# reference; it must not be set up as this machine's mail system.
+echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
