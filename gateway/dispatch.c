@@ -855,7 +855,9 @@ static void
 take_lease(struct dispatch *d, const struct store_lease *l)
 {
 	struct dmsg *m = calloc(1, sizeof(*m));
-	uint64_t margin = d->cf->lease_ms / 10 > 5000 ? d->cf->lease_ms / 10 : 5000;
+	/* A send must start well before the lease ends: a tenth of it, at
+	 * least half a second, and never more than half the lease. */
+	uint64_t margin = d->cf->lease_ms / 10 > 500 ? d->cf->lease_ms / 10 : 500;
 	struct mail_addr a;
 	const char *why;
 	struct djob *j;
@@ -864,7 +866,9 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 	if (!m)
 		fatalx("dispatch: out of memory");
 	m->lease = *l;
-	m->lease_deadline = clock_mono_ms() + (d->cf->lease_ms > margin ? d->cf->lease_ms - margin : 0);
+	if (margin > d->cf->lease_ms / 2)
+		margin = d->cf->lease_ms / 2;
+	m->lease_deadline = clock_mono_ms() + d->cf->lease_ms - margin;
 	d->inflight++;
 	/* Stored addresses were checked at intake and are kept unquoted;
 	 * quote the local part whenever it is not a plain dot-atom. */

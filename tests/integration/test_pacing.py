@@ -77,6 +77,7 @@ def check_exact(env, sink, addrs, messages, interval):
     H.log("whole run: %.3f/s" % achieved_rate(times))
 
 
+@H.timeout(120)
 def test_one_gateway_exact():
     env = au_env("pace1", 20, "2s")
     env.start()
@@ -89,6 +90,7 @@ def test_one_gateway_exact():
     env.stop_clean()
 
 
+@H.timeout(120)
 def test_three_gateways_shared():
     env = au_env("pace3", 20, "2s")
     # Each gateway holds what it can send in a quarter lease: 75 of the 300.
@@ -118,6 +120,7 @@ def test_three_gateways_shared():
     env.stop_clean()
 
 
+@H.timeout(120)
 def test_421_suspends_and_recovers():
     env = au_env("pace421", 20, "1s", suspend="2s")
     env.start()
@@ -143,6 +146,7 @@ def test_421_suspends_and_recovers():
     env.stop_clean()
 
 
+@H.timeout(120)
 def test_hanging_destination_does_not_slow_others():
     def run(with_hang):
         env = H.Env("fair%d" % with_hang)
@@ -174,6 +178,7 @@ def test_hanging_destination_does_not_slow_others():
     env2.gateway.stop()
 
 
+@H.timeout(120)
 def test_reload_keeps_old_routes_on_error_and_moves_queued_work():
     env = H.Env("reload")
     env.relay_sink("a")
