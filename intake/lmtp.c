@@ -15,6 +15,7 @@
  * sessions (a list) and frees those left at shutdown.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +372,19 @@ read_data(struct lmtp_session *s, struct evbuffer *in)
 	}
 }
 
+/* RFC 5321 §2.3.8: CR and LF only as the line end; no NUL or other
+ * control character (TAB aside) in a command, nor in what it names. */
+static bool
+has_control(const char *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return true;
+	}
+	return false;
+}
+
 static void
 session_read(struct bufferevent *bev, void *arg)
 {
@@ -402,8 +416,8 @@ session_read(struct bufferevent *bev, void *arg)
 		}
 		if (len > CMD_LINE_MAX)
 			reply(s, "500 5.5.2 line too long");
-		else if (memchr(line, '\0', len))
-			reply(s, "500 5.5.2 NUL in command");
+		else if (has_control(line, len))
+			reply(s, "500 5.5.2 control character in command");
 		else
 			handle_command(s, line);
 		free(line);

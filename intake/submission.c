@@ -238,6 +238,12 @@ rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_
 	r->source = source;
 	r->line = line;
 	s->nrcpt++;
+	/* raw is kept as a C string: a NUL would hide what follows it. */
+	if (memchr(raw, '\0', len)) {
+		r->verdict = RCPT_INVALID;
+		r->reason = "NUL byte in the line";
+		return 0;
+	}
 	if (addr_parse(raw, len, &r->addr, &r->reason) == -1) {
 		r->verdict = RCPT_INVALID;
 		return 0;

@@ -30,4 +30,16 @@ ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DHATO_SANITIZE=ON || status=1
+
+# Every parser under libFuzzer (clang, ASan+UBSan) for a few seconds each,
+# and its regression inputs; long runs: tests/fuzz/README.md.
+echo "== fuzz build-fuzz"
+CC=clang cmake -S . -B build-fuzz -DHATO_FUZZ=ON -DHATO_SANITIZE=OFF -DHATO_WERROR=OFF -DHATO_FUZZ_SECONDS=4 \
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; status=1; }
+if cmake --build build-fuzz -j"$jobs" >build-fuzz.build.log 2>&1; then
+	(cd build-fuzz && ctest --output-on-failure -R '^fuzz\.' -j"$jobs") || status=1
+else
+	tail -40 build-fuzz.build.log
+	status=1
+fi
 exit $status
