@@ -465,12 +465,15 @@ apply_limits(struct destq *dq, const struct relay_conf *relay, const struct limi
 	snprintf(dq->suspend_on, sizeof(dq->suspend_on), "%s", suspend_on ? suspend_on : "");
 	if (lim->messages && lim->interval_ms) {
 		double factor = dq->pace ? dq->pace->factor : 1;
-		if (!dq->pace && !(dq->pace = calloc(1, sizeof(*dq->pace))))
+		if (dq->pace)
+			pace_fini(dq->pace);
+		else if (!(dq->pace = calloc(1, sizeof(*dq->pace))))
 			fatalx("destq: out of memory");
 		/* New limits, new slots: the old ones were for the old gap. */
 		pace_init(dq->pace, lim->messages, lim->interval_ms);
 		dq->pace->factor = factor;
-	} else {
+	} else if (dq->pace) {
+		pace_fini(dq->pace);
 		free(dq->pace);
 		dq->pace = NULL;
 	}
@@ -520,6 +523,8 @@ destq_free(struct destq *dq)
 		free(dc);
 	}
 	event_free(dq->tick);
+	if (dq->pace)
+		pace_fini(dq->pace);
 	free(dq->pace);
 	free(dq);
 }

@@ -12,6 +12,7 @@
  * intervals' worth of accepted mail.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gateway/pace.h"
@@ -23,6 +24,8 @@ void
 pace_init(struct pace *p, unsigned messages, uint64_t interval_ms)
 {
 	memset(p, 0, sizeof(*p));
+	if (!(p->window = calloc(messages ? messages : 1, sizeof(double))))
+		abort();
 	p->messages = messages ? messages : 1;
 	p->interval_ms = (double)interval_ms;
 	p->base_gap_ms = p->interval_ms / p->messages * (1 + MARGIN);
@@ -31,6 +34,13 @@ pace_init(struct pace *p, unsigned messages, uint64_t interval_ms)
 	 * hold little ahead (but at least two slots, at most the ring). */
 	p->lookahead_ms = 600;
 	p->factor = 1;
+}
+
+void
+pace_fini(struct pace *p)
+{
+	free(p->window);
+	p->window = NULL;
 }
 
 uint64_t
@@ -66,6 +76,16 @@ pace_take(struct pace *p, double now, double *wait_ms)
 		*wait_ms = p->slots[p->head] - now;
 		return 0;
 	}
+	/* This gateway's own sends keep the window whatever its timers did:
+	 * the send `messages` ago must be more than an interval back. */
+	if (p->nwindow >= p->messages) {
+		double open = p->window[p->nwindow % p->messages] + p->interval_ms + p->late_ms / 2;
+		if (now < open) {
+			*wait_ms = open - now;
+			return 0;
+		}
+	}
+	p->window[p->nwindow++ % p->messages] = now;
 	p->head = (p->head + 1) % PACE_SLOTS_MAX;
 	p->count--;
 	p->sent++;

@@ -35,10 +35,13 @@ struct pace {
 	bool reserving;		/* a reservation is in the works */
 	double recent[32];	/* local ms of this gateway's last sends */
 	size_t nrecent;
+	double *window;		/* local ms of this gateway's last `messages` sends */
+	uint64_t nwindow;
 	uint64_t sent, dropped;
 };
 
 void pace_init(struct pace *p, unsigned messages, uint64_t interval_ms);
+void pace_fini(struct pace *p);
 
 /* The base gap the database spaces slots by, in microseconds. */
 uint64_t pace_base_gap_us(const struct pace *p);
