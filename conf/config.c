@@ -83,6 +83,7 @@ static const struct conf_key gateway_keys[] = {
 	{ "bounce_domain", K_STR, "hato.example", 0, 0, HC(bounce_domain), "envelope sender domain" },
 	{ "unsubscribe_url", K_STR, "https://hato.example/unsubscribe/", 0, 0, HC(unsubscribe_url), "one-click URL base" },
 	{ "http_listen", K_STR, "127.0.0.1:8025", 0, 0, HC(http_listen), "status and unsubscribe endpoint" },
+	{ "http_public", K_BOOL, "no", 0, 0, HC(http_public), "let http_listen be a non-loopback address" },
 	{ "claim_batch", K_UINT, "200", 1, 10000, HC(claim_batch), "deliveries claimed at once" },
 	{ "lease", K_DURATION, "5m", 1000, DAY, HC(lease_ms), "lease length" },
 	{ "poll_interval", K_DURATION, "1s", 10, 600000, HC(poll_ms), "idle poll" },
@@ -103,6 +104,11 @@ static const struct conf_key retry_keys[] = {
 	{ "intervals", K_STR, "1m 5m 15m 30m 1h", 0, 0, HC(retry_intervals_raw), "retry waits" },
 	{ "max_attempts", K_UINT, "30", 1, 1000, HC(max_attempts), "attempts before failing" },
 	{ "max_age", K_DURATION, "3d", 1000, 60 * DAY, HC(max_age_ms), "age before failing" },
+	{ NULL }
+};
+static const struct conf_key cleaning_keys[] = {
+	{ "min_days", K_UINT, "2", 1, 366, HC(cleaning_min_days), "days with unknown-user failures before suppression" },
+	{ "window", K_DURATION, "7d", DAY, 366 * DAY, HC(cleaning_window_ms), "the days counted" },
 	{ NULL }
 };
 #define LIMIT_KEYS(base, dflt_conn, dflt_per, dflt_msg, dflt_int, dflt_susp, dflt_win, dflt_quiet) \
@@ -593,7 +599,7 @@ static void
 load_multi(struct loader *ld, dictionary *d, struct hato_config *c)
 {
 	int n = iniparser_getnsec(d);
-	static const char *fixed[] = { "hato", "log", "db", "intake", "gateway", "retry", "limits" };
+	static const char *fixed[] = { "hato", "log", "db", "intake", "gateway", "retry", "cleaning", "limits" };
 
 	for (int i = 0; i < n && !ld->failed; i++) {
 		const char *sec = iniparser_getsecname(d, i);
@@ -749,6 +755,7 @@ config_load_ex(const char *path, const struct hato_config *running,
 	apply_section(&ld, d, "intake", intake_keys, c, true);
 	apply_section(&ld, d, "gateway", gateway_keys, c, true);
 	apply_section(&ld, d, "retry", retry_keys, c, true);
+	apply_section(&ld, d, "cleaning", cleaning_keys, c, true);
 	apply_section(&ld, d, "limits", limits_keys, &c->limits, true);
 	if (!ld.failed)
 		check_charset(&ld, "gateway", c->charset);
@@ -820,6 +827,7 @@ config_free(struct hato_config *c)
 	free_strings(intake_keys, c);
 	free_strings(gateway_keys, c);
 	free_strings(retry_keys, c);
+	free_strings(cleaning_keys, c);
 	for (size_t i = 0; i < c->nrelays; i++) {
 		free_strings(relay_keys, &c->relays[i]);
 		if (c->relays[i].auth_password) {

@@ -100,6 +100,7 @@ struct hato_config {
 	char *hostname, *routes_path, *bounce_domain;
 	char *unsubscribe_url;		/* token appended: the one-click URL */
 	char *http_listen;		/* host:port of the status and unsubscribe endpoint */
+	bool http_public;		/* http_listen may be other than a loopback address */
 	unsigned claim_batch;
 	uint64_t lease_ms, poll_ms;
 	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
@@ -116,6 +117,10 @@ struct hato_config {
 	size_t nretry;
 	unsigned max_attempts;
 	uint64_t max_age_ms;
+	/* [cleaning]: suppress an address after unknown-user failures on
+	 * min_days different days within window */
+	unsigned cleaning_min_days;
+	uint64_t cleaning_window_ms;
 	/* [limits]: defaults of every relay and pace */
 	struct limits limits;
 

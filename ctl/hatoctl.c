@@ -6,17 +6,24 @@
  *   hatoctl [--config FILE] job show N
  *   hatoctl [--config FILE] queues
  *   hatoctl [--config FILE] routes check|test ADDRESS
+ *   hatoctl [--config FILE] suppress list|export
+ *   hatoctl [--config FILE] suppress add ADDRESS [--reason manual|unknown-user|unsubscribed]
+ *   hatoctl [--config FILE] suppress remove ADDRESS
+ *   hatoctl [--config FILE] report cleaning [--since YYYY-MM-DD]
  *   hatoctl token
  *
+ * export and report write CSV (RFC 4180) to stdout, with a header line.
+ *
  * Exit codes: 0 done, 1 the thing asked about is not there or not right
- * (no such job, a bad address), 2 usage, 69 the database is unavailable,
- * 78 the configuration is wrong.
+ * (no such job, a bad address, an address that is not suppressed), 2
+ * usage, 69 the database is unavailable, 78 the configuration is wrong.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -38,6 +45,15 @@ static const char usage_text[] =
     "  queues               per destination: queued, leased, deferred, rate, suspension, last reply\n"
     "  routes check         load the configuration and route table, report errors\n"
     "  routes test ADDRESS  which rule and destination an address gets\n"
+    "  suppress list        suppressed addresses: reason and since when (UTC)\n"
+    "  suppress add ADDRESS [--reason manual|unknown-user|unsubscribed]\n"
+    "                       suppress an address; its waiting deliveries are cancelled\n"
+    "  suppress remove ADDRESS\n"
+    "                       lift a suppression\n"
+    "  suppress export      the suppression list as CSV\n"
+    "  report cleaning [--since YYYY-MM-DD]\n"
+    "                       CSV of addresses that failed as unknown (per address:\n"
+    "                       carrier, failures, days, last reply), since a UTC day\n"
     "  token                make a submitter token and its token_sha256 line\n";
 
 static int
@@ -246,6 +262,226 @@ cmd_routes(const struct hato_config *cf, int argc, char **argv)
 	return EX_OK;
 }
 
+/* An option "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. */
+static const char *
+option_value(int argc, char **argv, int *i, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] == '\0' && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+/* The stored form of an address, or -1 (said on stderr). */
+static int
+canonical_address(const char *in, char *out, size_t size)
+{
+	struct mail_addr a;
+	const char *why;
+
+	if (addr_parse(in, strlen(in), &a, &why) < 0) {
+		fprintf(stderr, "hatoctl: %s: %s\n", in, why);
+		return -1;
+	}
+	addr_canonical(&a, out, size);
+	return 0;
+}
+
+/* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+ * line break. */
+static void
+csv_field(const char *s, bool last)
+{
+	if (strpbrk(s, ",\"\r\n")) {
+		putchar('"');
+		for (; *s; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
+		putchar('"');
+	} else
+		fputs(s, stdout);
+	fputs(last ? "\r\n" : ",", stdout);
+}
+
+static int
+print_suppression(void *arg, const struct store_suppression_row *r)
+{
+	(void)arg;
+	printf("%-40s %-13s %s\n", r->address, r->reason, r->created);
+	return 0;
+}
+
+static int
+export_suppression(void *arg, const struct store_suppression_row *r)
+{
+	char id[24] = "";
+
+	(void)arg;
+	if (r->delivery_id)
+		snprintf(id, sizeof(id), "%" PRIu64, r->delivery_id);
+	csv_field(r->address, false);
+	csv_field(r->reason, false);
+	csv_field(r->created, false);
+	csv_field(id, false);
+	csv_field(r->last_reply, true);
+	return 0;
+}
+
+static int
+suppress_add(struct store *st, const struct hato_config *cf, int argc, char **argv)
+{
+	static const char *reasons[] = { STORE_SUPPRESS_MANUAL, STORE_SUPPRESS_UNKNOWN, STORE_SUPPRESS_UNSUB };
+	const char *reason = STORE_SUPPRESS_MANUAL, *address = NULL, *v;
+	char addr[ADDR_MAX + 1];
+	size_t cancelled;
+	bool added, known = false;
+
+	for (int i = 1; i < argc; i++) {
+		if ((v = option_value(argc, argv, &i, "--reason")))
+			reason = v;
+		else if (!address && argv[i][0] != '-')
+			address = argv[i];
+		else
+			return usage();
+	}
+	if (!address)
+		return usage();
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		known |= strcmp(reason, reasons[i]) == 0;
+	if (!known) {
+		fprintf(stderr, "hatoctl: reason '%s': use manual, unknown-user or unsubscribed\n", reason);
+		return EX_USAGE_;
+	}
+	if (canonical_address(address, addr, sizeof(addr)) < 0)
+		return EX_NOTFOUND;
+	if (store_suppress(st, cf->node, addr, reason, &added, &cancelled) != STORE_OK)
+		return db_failed(st, "suppress add");
+	if (added)
+		printf("%s: suppressed (%s); %zu waiting deliveries cancelled\n", addr, reason, cancelled);
+	else
+		printf("%s: suppressed already (the reason stays); %zu waiting deliveries cancelled\n",
+		    addr, cancelled);
+	return EX_OK;
+}
+
+static int
+suppress_remove(struct store *st, int argc, char **argv)
+{
+	char addr[ADDR_MAX + 1];
+	bool removed;
+
+	if (argc != 2)
+		return usage();
+	if (canonical_address(argv[1], addr, sizeof(addr)) < 0)
+		return EX_NOTFOUND;
+	if (store_unsuppress(st, addr, &removed) != STORE_OK)
+		return db_failed(st, "suppress remove");
+	if (!removed) {
+		fprintf(stderr, "hatoctl: %s is not suppressed\n", addr);
+		return EX_NOTFOUND;
+	}
+	printf("%s: no longer suppressed\n", addr);
+	return EX_OK;
+}
+
+static int
+cmd_suppress(struct store *st, const struct hato_config *cf, int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		printf("%-40s %-13s %s\n", "ADDRESS", "REASON", "SINCE (UTC)");
+		if (store_suppressions_each(st, print_suppression, NULL) != STORE_OK)
+			return db_failed(st, "suppress list");
+		return EX_OK;
+	}
+	if (argc == 1 && strcmp(argv[0], "export") == 0) {
+		fputs("address,reason,since,delivery,last_reply\r\n", stdout);
+		if (store_suppressions_each(st, export_suppression, NULL) != STORE_OK)
+			return db_failed(st, "suppress export");
+		return EX_OK;
+	}
+	if (argc >= 1 && strcmp(argv[0], "add") == 0)
+		return suppress_add(st, cf, argc, argv);
+	if (argc >= 1 && strcmp(argv[0], "remove") == 0)
+		return suppress_remove(st, argc, argv);
+	return usage();
+}
+
+/* The carrier of an address as the route table sees it: its destination
+ * ("relay:docomo", "pace:au", "mx:example.com"), or its domain. */
+static void
+carrier_of(const struct hato_config *cf, const char *addr, char *buf, size_t size)
+{
+	const char *at = strrchr(addr, '@'), *domain = at ? at + 1 : "";
+	const struct route *r = routes_match(cf->routes, domain);
+
+	if (!r || routes_dest_key(r, domain, buf, size) == 0)
+		snprintf(buf, size, "%s", domain);
+}
+
+static int
+print_cleaning(void *arg, const struct store_cleaning_row *r)
+{
+	const struct hato_config *cf = arg;
+	char carrier[300], n[16];
+
+	carrier_of(cf, r->address, carrier, sizeof(carrier));
+	csv_field(r->address, false);
+	csv_field(carrier, false);
+	snprintf(n, sizeof(n), "%u", r->failures);
+	csv_field(n, false);
+	snprintf(n, sizeof(n), "%u", r->days);
+	csv_field(n, false);
+	csv_field(r->last_reply, true);
+	return 0;
+}
+
+/* "YYYY-MM-DD", a real day. */
+static bool
+valid_day(const char *s)
+{
+	struct tm tm = { 0 };
+	int y, m, d, n = 0;
+
+	if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10 ||
+	    m < 1 || m > 12 || d < 1 || d > 31)
+		return false;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = 12;
+	timegm(&tm);
+	return tm.tm_mday == d && tm.tm_mon == m - 1;
+}
+
+static int
+cmd_report(struct store *st, const struct hato_config *cf, int argc, char **argv)
+{
+	const char *since = NULL, *v;
+
+	if (argc < 1 || strcmp(argv[0], "cleaning") != 0)
+		return usage();
+	for (int i = 1; i < argc; i++) {
+		if (!(v = option_value(argc, argv, &i, "--since")))
+			return usage();
+		since = v;
+	}
+	if (since && !valid_day(since)) {
+		fprintf(stderr, "hatoctl: --since '%s': expected a day as YYYY-MM-DD\n", since);
+		return EX_USAGE_;
+	}
+	fputs("address,carrier,failures,days,last_reply\r\n", stdout);
+	if (store_cleaning_each(st, since, print_cleaning, (void *)cf) != STORE_OK)
+		return db_failed(st, "report cleaning");
+	return EX_OK;
+}
+
 static int
 cmd_token(void)
 {
@@ -309,6 +545,10 @@ main(int argc, char **argv)
 		rc = cmd_queues(st, cf);
 	else if (strcmp(argv[0], "routes") == 0)
 		rc = cmd_routes(cf, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "suppress") == 0)
+		rc = cmd_suppress(st, cf, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "report") == 0)
+		rc = cmd_report(st, cf, argc - 1, argv + 1);
 	else
 		rc = usage();
 	store_free(st);

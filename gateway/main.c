@@ -13,10 +13,12 @@
 #include "core/daemon.h"
 #include "core/log.h"
 #include "gateway/dispatch.h"
+#include "gateway/http.h"
 
 struct app {
 	struct event_base *base;
 	struct dispatch *dispatch;
+	struct http *http;
 	const char *path;
 	struct hato_config *cf;
 	int stopping;
@@ -124,6 +126,9 @@ main(int argc, char **argv)
 	/* Keys are read as root, then root is dropped. */
 	if (!(a.dispatch = dispatch_new(a.base, cf, err, sizeof(err))))
 		fatalx("%s", err);
+	/* The one-click unsubscribe endpoint; binds before root is dropped. */
+	if (!(a.http = http_new(a.base, cf, err, sizeof(err))))
+		fatalx("%s", err);
 	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	a.path = path;
@@ -132,6 +137,7 @@ main(int argc, char **argv)
 	log_info("gateway ready node=%s routes=%s", cf->node, cf->routes_path);
 	dispatch_start(a.dispatch);
 	event_base_dispatch(a.base);
+	http_free(a.http);
 	size_t nold;
 	const struct hato_config *const *old = dispatch_old_configs(a.dispatch, &nold);
 	struct hato_config **keep = calloc(nold ? nold : 1, sizeof(*keep));

@@ -1,16 +1,21 @@
 /*
  * intake: the submission pipeline behind the LMTP server.
  *
- * Each transaction is parsed and stored on one of the worker threads (each
- * with its own database connection), so a large list or a slow database
- * never stalls other LMTP sessions. Replies:
- *   250 2.0.0  job committed (and only then);
+ * Three kinds of recipient are taken: the submit address, and at the bounce
+ * domain the bounce+ and unsub+ addresses of mail Hato sent (feedback.c).
+ * Each transaction is handled on one of the worker threads (each with its
+ * own database connection), so a large list or a slow database never
+ * stalls other LMTP sessions; each recipient gets its own reply. Replies
+ * to a submission:
+ *   250 2.0.0  job committed (and only then), with how many recipients
+ *              were accepted, rejected, and skipped as suppressed;
  *   250 2.0.0  from an unknown sender: nothing is created and nothing is
  *              sent back (no backscatter); a log line says so. A refusal
  *              would make the MTA bounce to a possibly forged sender.
  *   451 4.3.0  the job store is unavailable: the MTA keeps the mail;
  *   550 5.7.8  a known submitter whose token is wrong or missing;
  *   550 5.6.0  the submission cannot be read (the reason is given);
+ *   550 5.1.3  no recipient is left to send to;
  *   552 5.3.4  too big (from the LMTP layer).
  */
 #include <ctype.h>
@@ -26,6 +31,7 @@
 #include "conf/config.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "intake/feedback.h"
 #include "intake/intake.h"
 #include "intake/lmtp.h"
 #include "intake/submission.h"
@@ -46,11 +52,13 @@ struct intake {
 	char rcpt_refusal[400];
 };
 
+#define REPLY_MAX 512
+
 struct intake_task {
 	struct intake *in;
 	struct lmtp_session *sess;
 	struct lmtp_txn *txn;
-	char reply[512];
+	char (*replies)[REPLY_MAX];	/* one per recipient */
 };
 
 static void *
@@ -153,6 +161,42 @@ accepted_rows(const struct hato_config *cf, const struct submission *sub, char *
 	return rows;
 }
 
+/*
+ * Take the suppressed addresses out of rows (keeping the order of the
+ * rest): one lookup per chunk of addresses. Their addresses go to gone[]
+ * and their reasons to reasons[], *ngone of them. Returns a STORE_ code.
+ */
+static int
+drop_suppressed(struct store *st, struct store_rcpt_new *rows, size_t *n,
+    const char **gone, char (*reasons)[17], size_t *ngone)
+{
+	const char **addrs = calloc(*n ? *n : 1, sizeof(*addrs));
+	char (*why)[17] = calloc(*n ? *n : 1, sizeof(*why));
+	size_t kept = 0;
+	int rc;
+
+	if (!addrs || !why)
+		fatalx("intake: out of memory");
+	for (size_t i = 0; i < *n; i++)
+		addrs[i] = rows[i].address;
+	*ngone = 0;
+	if ((rc = store_suppressed(st, addrs, *n, why)) == STORE_OK) {
+		for (size_t i = 0; i < *n; i++) {
+			if (!why[i][0]) {
+				rows[kept++] = rows[i];
+				continue;
+			}
+			gone[*ngone] = rows[i].address;
+			memcpy(reasons[*ngone], why[i], sizeof(why[i]));
+			(*ngone)++;
+		}
+		*n = kept;
+	}
+	free(addrs);
+	free(why);
+	return rc;
+}
+
 static void
 store_submission(struct store *st, const struct hato_config *cf, const struct submitter_conf *who, const char *env_from,
     const struct mime_msg *m, const struct submission *sub, char *reply, size_t replylen)
@@ -162,11 +206,11 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		.subject = sub->subject ? sub->subject : "", .body = sub->body,
 		.source_msgid = m->message_id, .dry_run = sub->dry_run,
 	};
-	const char *why;
+	const char *why, **gone;
 	struct store_rcpt_new *rows;
-	char *bufs;
-	size_t n;
-	uint64_t job_id;
+	char *bufs, (*reasons)[17];
+	size_t n, ngone = 0, rejected = sub->nrcpt - sub->naccepted;
+	uint64_t job_id = 0;
 	int rc;
 
 	if (sub->send_at && intake_parse_send_at(sub->send_at, &j.send_at, &why) < 0) {
@@ -174,18 +218,39 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		return;
 	}
 	rows = accepted_rows(cf, sub, &bufs, &n);
-	rc = store_job_create(st, &j, rows, n, &job_id);
-	free(rows);
-	free(bufs);
+	gone = calloc(n ? n : 1, sizeof(*gone));
+	reasons = calloc(n ? n : 1, sizeof(*reasons));
+	if (!gone || !reasons)
+		fatalx("intake: out of memory");
+	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK && n > 0)
+		rc = store_job_create(st, &j, rows, n, &job_id);
 	if (rc != STORE_OK) {
 		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
 		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
-		return;
+	} else if (n == 0) {
+		log_info("intake submitter=%s recipients=0 rejected=%zu suppressed=%zu status=refused",
+		    who->name, rejected, ngone);
+		snprintf(reply, replylen, "550 5.1.3 no recipient left to send to: %zu suppressed, %zu rejected",
+		    ngone, rejected);
+	} else {
+		log_info("intake job=%llu submitter=%s recipients=%zu rejected=%zu suppressed=%zu status=queued",
+		    (unsigned long long)job_id, who->name, n, rejected, ngone);
+		snprintf(reply, replylen, "250 2.0.0 job %llu queued: %zu accepted, %zu rejected, %zu suppressed",
+		    (unsigned long long)job_id, n, rejected, ngone);
 	}
-	log_info("intake job=%llu submitter=%s recipients=%zu rejected=%zu status=queued",
-	    (unsigned long long)job_id, who->name, n, sub->nrcpt - n);
-	snprintf(reply, replylen, "250 2.0.0 job %llu queued: %zu recipients accepted, %zu rejected",
-	    (unsigned long long)job_id, n, sub->nrcpt - n);
+	/* One line per address skipped, so that one grep follows an address. */
+	for (size_t i = 0; rc == STORE_OK && i < ngone; i++) {
+		if (job_id)
+			log_info("intake job=%llu submitter=%s address=%s status=suppressed reason=%s",
+			    (unsigned long long)job_id, who->name, gone[i], reasons[i]);
+		else
+			log_info("intake submitter=%s address=%s status=suppressed reason=%s",
+			    who->name, gone[i], reasons[i]);
+	}
+	free(gone);
+	free(reasons);
+	free(rows);
+	free(bufs);
 }
 
 void
@@ -223,13 +288,57 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 	mime_msg_free(&m);
 }
 
+void
+intake_deliver(struct store *st, const struct hato_config *cf, const char *env_from, const char *rcpt,
+    const char *data, size_t len, char *reply, size_t replylen)
+{
+	switch (feedback_kind(cf, rcpt)) {
+	case FEEDBACK_BOUNCE:
+		feedback_bounce(st, cf, rcpt, env_from, data, len, reply, replylen);
+		break;
+	case FEEDBACK_UNSUB:
+		feedback_unsubscribe(st, cf, rcpt, env_from, reply, replylen);
+		break;
+	case FEEDBACK_NONE:
+		intake_process(st, cf, env_from, data, len, reply, replylen);
+		break;
+	}
+}
+
+/* The reply for recipient i. Every recipient that is the submit address
+ * shares one job and one answer (on_rcpt took no other address than the
+ * submit, bounce and unsubscribe ones), and a recipient given twice is
+ * handled once. */
+static void
+answer_rcpt(struct store *st, struct intake_task *t, size_t i, size_t *submit)
+{
+	const struct hato_config *cf = t->in->cf;
+	const struct lmtp_txn *x = t->txn;
+	char *reply = t->replies[i];
+	bool is_submit = feedback_kind(cf, x->rcpts[i]) == FEEDBACK_NONE;
+
+	for (size_t j = 0; j < i; j++)
+		if (strcasecmp(x->rcpts[j], x->rcpts[i]) == 0) {
+			memcpy(reply, t->replies[j], REPLY_MAX);
+			return;
+		}
+	if (is_submit && *submit < x->nrcpt) {
+		memcpy(reply, t->replies[*submit], REPLY_MAX);
+		return;
+	}
+	intake_deliver(st, cf, x->mail_from, x->rcpts[i], x->data, x->len, reply, REPLY_MAX);
+	if (is_submit)
+		*submit = i;
+}
+
 static void
 task_run(void *ctx, void *arg)
 {
 	struct intake_task *t = arg;
+	size_t submit = t->txn->nrcpt;
 
-	intake_process(ctx, t->in->cf, t->txn->mail_from, t->txn->data, t->txn->len,
-	    t->reply, sizeof(t->reply));
+	for (size_t i = 0; i < t->txn->nrcpt; i++)
+		answer_rcpt(ctx, t, i, &submit);
 }
 
 static void
@@ -237,15 +346,15 @@ task_done(void *arg)
 {
 	struct intake_task *t = arg;
 	struct intake *in = t->in;
-	const char **replies = calloc(t->txn->nrcpt, sizeof(char *));
+	const char **replies = calloc(t->txn->nrcpt ? t->txn->nrcpt : 1, sizeof(char *));
 
 	if (!replies)
 		fatalx("intake: out of memory");
-	/* Every recipient is the submit address: one job, the same answer. */
 	for (size_t i = 0; i < t->txn->nrcpt; i++)
-		replies[i] = t->reply;
+		replies[i] = t->replies[i];
 	lmtp_txn_reply(t->sess, t->txn, replies);
 	free(replies);
+	free(t->replies);
 	free(t);
 	if (in->on_idle && lmtp_server_busy(in->lmtp) == 0)
 		in->on_idle(in->idle_arg);
@@ -257,7 +366,7 @@ on_message(struct lmtp_session *sess, struct lmtp_txn *txn, void *arg)
 	struct intake *in = arg;
 	struct intake_task *t = calloc(1, sizeof(*t));
 
-	if (!t)
+	if (!t || !(t->replies = calloc(txn->nrcpt ? txn->nrcpt : 1, sizeof(*t->replies))))
 		fatalx("intake: out of memory");
 	t->in = in;
 	t->sess = sess;
@@ -270,7 +379,10 @@ on_rcpt(const char *rcpt, void *arg)
 {
 	struct intake *in = arg;
 
-	if (strcasecmp(rcpt, in->cf->submit_address) == 0)
+	/* Bounce and unsubscribe addresses are taken whatever their MAC: a
+	 * forged one is found out after DATA, logged and answered 250 (a
+	 * refusal here would bounce a bounce). */
+	if (strcasecmp(rcpt, in->cf->submit_address) == 0 || feedback_kind(in->cf, rcpt) != FEEDBACK_NONE)
 		return NULL;
 	snprintf(in->rcpt_refusal, sizeof(in->rcpt_refusal),
 	    "550 5.1.1 <%.200s>: no such address here", rcpt);

@@ -1,11 +1,12 @@
 #ifndef HATO_INTAKE_INTAKE_H
 #define HATO_INTAKE_INTAKE_H
 /*
- * intake: turns a submission mail into a stored job. The LMTP server hands
- * each finished transaction to a worker thread, which parses, checks the
- * submitter and commits the job; the reply goes back to the LMTP client
- * only after the commit (250), or says why not (4xx: try again, 5xx: the
- * mail itself is wrong).
+ * intake: turns a submission mail into a stored job, and records the
+ * bounces and unsubscribe mails that come back. The LMTP server hands each
+ * finished transaction to a worker thread, which parses, checks the
+ * submitter and commits the job (or the bounce); the reply goes back to
+ * the LMTP client only after the commit (250), or says why not (4xx: try
+ * again, 5xx: the mail itself is wrong).
  */
 #include <stddef.h>
 #include <event2/event.h>
@@ -20,8 +21,16 @@ int intake_listen(struct intake *in, char *err, size_t errlen);
 void intake_stop(struct intake *in, void (*on_idle)(void *), void *arg);
 void intake_free(struct intake *in);
 
-/* The whole decision for one mail, on a thread that may block: parse,
- * authenticate, store. Writes the reply (one line, no CRLF) into reply. */
+/* One mail to one recipient, on a thread that may block: a submission
+ * (the submit address: intake_process), a bounce to a bounce+ address or
+ * an unsubscribe mail to an unsub+ address at the bounce domain
+ * (intake/feedback.h). Writes the reply (one line, no CRLF) into reply. */
+void intake_deliver(struct store *st, const struct hato_config *cf, const char *env_from,
+    const char *rcpt, const char *data, size_t len, char *reply, size_t replylen);
+
+/* The whole decision for one submission, on a thread that may block:
+ * parse, authenticate, skip suppressed addresses, store. Writes the reply
+ * (one line, no CRLF) into reply. */
 void intake_process(struct store *st, const struct hato_config *cf, const char *env_from,
     const char *data, size_t len, char *reply, size_t replylen);
 

@@ -23,10 +23,12 @@
 #include "sql/migrations.h"
 #include "sql/store.h"
 
-#define STMT_CACHE 32
+#define STMT_CACHE 64
 #define MAXP 1300		/* parameters of the largest statement */
 #define INSERT_CHUNK 256	/* delivery rows per multi-row INSERT */
 #define CLAIM_CHUNK 100		/* ids per lease UPDATE */
+#define SUPP_CHUNK 100		/* addresses per suppression lookup */
+#define DAY_MS 86400000ULL
 
 struct store {
 	const struct hato_config *cf;
@@ -287,6 +289,21 @@ run(struct store *s, const char *sql, struct binds *p, int *rc, const char *what
 		return NULL;
 	}
 	*rc = STORE_OK;
+	return st;
+}
+
+/*
+ * A read on its own, outside any transaction: a connection that died while
+ * idle (a server restart) shows only when used, and a read can simply be
+ * made again on a new one, as tx_begin does for a transaction's start.
+ */
+static MYSQL_STMT *
+run_read(struct store *s, const char *sql, struct binds *p, int *rc, const char *what)
+{
+	MYSQL_STMT *st = run(s, sql, p, rc, what);
+
+	if (!st && *rc == STORE_RETRY && !s->my)
+		st = run(s, sql, p, rc, what);
 	return st;
 }
 
@@ -927,8 +944,8 @@ static const char SQL_RECORD[] =
     " WHERE id = ? AND lease_owner = ?";
 static const char SQL_LOG[] =
     "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code,"
-    " status, text, destination, host, gateway)"
-    " SELECT ?, ?, NOW(6), attempts, ?, ?, ?, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?";
+    " status, text, class, destination, host, gateway)"
+    " SELECT ?, ?, NOW(6), attempts, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?";
 static const char SQL_JOB_DONE[] =
     "UPDATE jobs SET state = 'done', finished_at = NOW(6)"
     " WHERE id = ? AND state IN ('queued', 'sending') AND NOT EXISTS"
@@ -968,6 +985,7 @@ record_one(struct store *s, const char *owner, const struct store_result *r, siz
 		p.null[p.n - 1] = 1;
 	bind_str(&p, *r->status ? r->status : NULL);
 	bind_str(&p, r->text);
+	bind_str(&p, *r->bclass ? r->bclass : NULL);
 	bind_str(&p, r->dest);
 	bind_str(&p, r->host);
 	bind_str(&p, owner);
@@ -976,18 +994,219 @@ record_one(struct store *s, const char *owner, const struct store_result *r, siz
 	return rc;
 }
 
+/* ---- list cleaning, bounces and unsubscribes ---- */
+
+static const char SQL_FAIL_ADD[] =
+    "INSERT INTO address_failures (address, day, class, delivery_id, at, source, reply)"
+    " VALUES (?, UTC_DATE(), ?, ?, NOW(6), ?, LEFT(?, 1000))";
+#define COUNTING_CLASSES "('unknown-user', 'unknown-domain')"
+static const char SQL_FAIL_DAYS[] =
+    "SELECT COUNT(DISTINCT day) FROM address_failures"
+    " WHERE address = ? AND day > UTC_DATE() - INTERVAL ? DAY AND class IN " COUNTING_CLASSES;
+/* An unsubscribe outranks the other reasons: it is the person's own word,
+ * and it must outlive an operator lifting a suppression made by cleaning. */
+static const char SQL_SUPPRESS_ADD[] =
+    "INSERT INTO suppressions (address, reason, created_at, last_reply, delivery_id)"
+    " VALUES (?, ?, NOW(6), LEFT(?, 1000), ?)"
+    " ON DUPLICATE KEY UPDATE reason = IF(VALUES(reason) = 'unsubscribed', 'unsubscribed', reason)";
+static const char SQL_CANCEL_JOBS[] =
+    "SELECT DISTINCT job_id FROM deliveries WHERE address = ?"
+    " AND state IN ('queued', 'deferred') FOR UPDATE";
+static const char SQL_CANCEL_LOG[] =
+    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, text,"
+    " destination, gateway)"
+    " SELECT id, job_id, NOW(6), attempts, 'cancelled', '', ?, dest, ? FROM deliveries"
+    " WHERE address = ? AND state IN ('queued', 'deferred')";
+/* A row leased right now is cancelled too: its gateway finds the lease
+ * gone when it records the outcome, and leaves the row alone. */
+static const char SQL_CANCEL[] =
+    "UPDATE deliveries SET state = 'cancelled', next_attempt = NULL, lease_owner = NULL,"
+    " lease_until = NULL, last_text = ?, updated_at = NOW(6), done_at = NOW(6)"
+    " WHERE address = ? AND state IN ('queued', 'deferred')";
+
+static bool
+counts_against_address(const char *bclass)
+{
+	/* bounce_class_name() of the classes bounce_counts_against_address() takes. */
+	return strcmp(bclass, "unknown-user") == 0 || strcmp(bclass, "unknown-domain") == 0;
+}
+
+static int
+jobs_done(struct store *s, const uint64_t *jobs, size_t n)
+{
+	int rc = STORE_OK;
+
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+		struct binds p = { .n = 0 };
+		bind_u64(&p, &jobs[i]);
+		bind_u64(&p, &jobs[i]);
+		run(s, SQL_JOB_DONE, &p, &rc, "job done");
+	}
+	return rc;
+}
+
+/* Cancel the deliveries of an address still waiting, log each, and end the
+ * jobs left with nothing to send. */
+static int
+cancel_waiting(struct store *s, const char *owner, const char *address, const char *reason,
+    size_t *cancelled)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	uint64_t job, *jobs = NULL;
+	size_t njobs = 0, cap = 0;
+	char why[64];
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*cancelled = 0;
+	bind_str(&p, address);
+	if (!(st = run(s, SQL_CANCEL_JOBS, &p, &rc, "cancel")))
+		return rc;
+	bind_u64(&r, &job);
+	while ((f = fetch(s, st, &r, "cancel")) == 1) {
+		if (njobs == cap && !(jobs = realloc(jobs, (cap = cap ? cap * 2 : 8) * sizeof(*jobs))))
+			fatalx("store: out of memory");
+		jobs[njobs++] = job;
+	}
+	mysql_stmt_free_result(st);
+	if (f < 0 || njobs == 0) {
+		free(jobs);
+		return f < 0 ? f : STORE_OK;
+	}
+	snprintf(why, sizeof(why), "suppressed: %s", reason);
+	p.n = 0;
+	bind_str(&p, why);
+	bind_str(&p, owner);
+	bind_str(&p, address);
+	if (run(s, SQL_CANCEL_LOG, &p, &rc, "cancel log")) {
+		p.n = 0;
+		bind_str(&p, why);
+		bind_str(&p, address);
+		if ((st = run(s, SQL_CANCEL, &p, &rc, "cancel")))
+			*cancelled = (size_t)mysql_stmt_affected_rows(st);
+	}
+	if (rc == STORE_OK)
+		rc = jobs_done(s, jobs, njobs);
+	free(jobs);
+	return rc;
+}
+
+/* Suppress an address (inside the caller's transaction) and cancel what
+ * of it still waits. *added: it was not suppressed before. */
+static int
+suppress_address(struct store *s, const char *owner, const char *address, const char *reason,
+    const char *last_reply, uint64_t delivery_id, bool *added, size_t *cancelled)
+{
+	struct binds p = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc;
+
+	*added = false;
+	*cancelled = 0;
+	bind_str(&p, address);
+	bind_str(&p, reason);
+	bind_str(&p, last_reply);
+	bind_u64(&p, &delivery_id);
+	if (!delivery_id)
+		p.null[p.n - 1] = 1;
+	if (!(st = run(s, SQL_SUPPRESS_ADD, &p, &rc, "suppress")))
+		return rc;
+	*added = mysql_stmt_affected_rows(st) == 1;
+	return cancel_waiting(s, owner, address, reason, cancelled);
+}
+
+/* One failure of an address as an unknown user or domain (inside the
+ * caller's transaction); suppress it once it has failed on enough days. */
+static int
+address_failed(struct store *s, const char *owner, const char *address, const char *bclass,
+    uint64_t delivery_id, const char *source, const char *reply, bool *suppressed)
+{
+	const struct hato_config *cf = s->cf;
+	int window = (int)((cf->cleaning_window_ms + DAY_MS - 1) / DAY_MS), days = 0, rc, f;
+	unsigned min_days = cf->cleaning_min_days ? cf->cleaning_min_days : 2;
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	size_t cancelled;
+	MYSQL_STMT *st;
+	bool added;
+
+	*suppressed = false;
+	if (window < 1)
+		window = 7;
+	bind_str(&p, address);
+	bind_str(&p, bclass);
+	bind_u64(&p, &delivery_id);
+	if (!delivery_id)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, source);
+	bind_str(&p, reply);
+	if (!run(s, SQL_FAIL_ADD, &p, &rc, "address failure"))
+		return rc;
+	p.n = 0;
+	bind_str(&p, address);
+	bind_int(&p, &window);
+	if (!(st = run(s, SQL_FAIL_DAYS, &p, &rc, "address failures")))
+		return rc;
+	bind_int(&r, &days);
+	f = fetch(s, st, &r, "address failures");
+	mysql_stmt_free_result(st);
+	if (f < 0)
+		return f;
+	if ((unsigned)days < min_days)
+		return STORE_OK;
+	if ((rc = suppress_address(s, owner, address, STORE_SUPPRESS_UNKNOWN, reply, delivery_id,
+	    &added, &cancelled)) != STORE_OK)
+		return rc;
+	*suppressed = true;
+	return STORE_OK;
+}
+
+/* "550 5.1.1 text", from what is known of a reply; a text that starts
+ * with its code already (a DSN's Diagnostic-Code) is taken as it is. */
+static void
+reply_line(char *buf, size_t size, int code, const char *status, const char *text)
+{
+	char c[16] = "";
+	int n = 0;
+
+	if (code > 0)
+		n = snprintf(c, sizeof(c), "%d ", code);
+	if (n > 1 && text && strncmp(text, c, (size_t)n - 1) == 0 &&
+	    (text[n - 1] == ' ' || text[n - 1] == '\0')) {
+		snprintf(buf, size, "%s", text);
+		return;
+	}
+	snprintf(buf, size, "%s%s%s%s", c, status && *status ? status : "",
+	    status && *status ? " " : "", text ? text : "");
+}
+
+static int
+record_cleaning(struct store *s, const char *owner, const struct store_result *r, bool *suppressed)
+{
+	char reply[1100];
+
+	*suppressed = false;
+	if (r->outcome == OUTCOME_SENT || !counts_against_address(r->bclass) || !*r->address)
+		return STORE_OK;
+	reply_line(reply, sizeof(reply), r->code, r->status, r->text);
+	return address_failed(s, owner, r->address, r->bclass, r->id, "smtp", reply, suppressed);
+}
+
 int
 store_record(struct store *s, const char *owner, const struct store_result *r,
     size_t n, size_t *lost)
 {
+	bool *suppressed;
 	int rc;
 
 	*lost = 0;
+	if (!(suppressed = calloc(n ? n : 1, sizeof(*suppressed))))
+		fatalx("store: out of memory");
 	if ((rc = tx_begin(s)) != STORE_OK)
-		return rc;
+		goto out;
 	for (size_t i = 0; i < n; i++)
-		if ((rc = record_one(s, owner, &r[i], lost)) != STORE_OK)
-			return tx_abort(s, rc);
+		if ((rc = record_one(s, owner, &r[i], lost)) != STORE_OK ||
+		    (rc = record_cleaning(s, owner, &r[i], &suppressed[i])) != STORE_OK)
+			goto abort;
 	for (size_t i = 0; i < n; i++) {
 		struct binds p = { .n = 0 };
 		if (r[i].outcome == OUTCOME_DEFERRED || (i && r[i].job_id == r[i - 1].job_id))
@@ -995,11 +1214,301 @@ store_record(struct store *s, const char *owner, const struct store_result *r,
 		bind_u64(&p, &r[i].job_id);
 		bind_u64(&p, &r[i].job_id);
 		if (!run(s, SQL_JOB_DONE, &p, &rc, "job done"))
-			return tx_abort(s, rc);
+			goto abort;
 	}
 	if ((rc = tx_commit(s)) != STORE_OK)
+		goto abort;
+	for (size_t i = 0; i < n; i++)
+		if (suppressed[i])
+			log_notice("cleaning dlv=%llu address=%s class=%s status=suppressed",
+			    (unsigned long long)r[i].id, r[i].address, r[i].bclass);
+	goto out;
+abort:
+	rc = tx_abort(s, rc);
+out:
+	free(suppressed);
+	return rc;
+}
+
+/* ---- bounces, unsubscribes, suppressions ---- */
+
+static const char SQL_SUPPRESSED[] =
+    "SELECT address, reason FROM suppressions WHERE address IN (" ID100 ")";
+
+int
+store_suppressed(struct store *s, const char *const *addrs, size_t n, char (*reason)[17])
+{
+	struct binds *p = malloc(sizeof(*p)), r = { .n = 0 };
+	char addr[321], why[17];
+	MYSQL_STMT *st;
+	int rc = STORE_OK, f = 0;
+
+	if (!p)
+		fatalx("store: out of memory");
+	for (size_t i = 0; i < n; i++)
+		reason[i][0] = '\0';
+	/* Fixed-size chunks, padded with "" (never an address): one
+	 * prepared statement whatever the list. */
+	for (size_t i = 0; i < n && rc == STORE_OK; i += SUPP_CHUNK) {
+		size_t take = n - i < SUPP_CHUNK ? n - i : SUPP_CHUNK;
+		p->n = 0;
+		for (size_t k = 0; k < SUPP_CHUNK; k++)
+			bind_str(p, k < take ? addrs[i + k] : "");
+		if (!(st = run_read(s, SQL_SUPPRESSED, p, &rc, "suppressed")))
+			break;
+		r.n = 0;
+		bind_out(&r, addr, sizeof(addr));
+		bind_out(&r, why, sizeof(why));
+		while ((f = fetch(s, st, &r, "suppressed")) == 1)
+			for (size_t k = 0; k < take; k++)
+				if (strcmp(addrs[i + k], addr) == 0)
+					snprintf(reason[i + k], 17, "%s", why);
+		mysql_stmt_free_result(st);
+		if (f < 0)
+			rc = f;
+	}
+	free(p);
+	return rc;
+}
+
+static const char SQL_DLV_ADDRESS[] = "SELECT address FROM deliveries WHERE id = ?";
+
+int
+store_delivery_address(struct store *s, uint64_t id, char *addr, size_t size, bool *found)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*found = false;
+	bind_u64(&p, &id);
+	if (!(st = run_read(s, SQL_DLV_ADDRESS, &p, &rc, "delivery")))
+		return rc;
+	bind_out(&r, addr, size);
+	f = fetch(s, st, &r, "delivery");
+	mysql_stmt_free_result(st);
+	*found = f == 1;
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_DLV_LOCK[] =
+    "SELECT job_id, address FROM deliveries WHERE id = ? FOR UPDATE";
+static const char SQL_BOUNCE_LOG[] =
+    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code,"
+    " status, text, class, destination, host, gateway)"
+    " SELECT id, job_id, NOW(6), attempts, ?, 'dsn', ?, ?, LEFT(?, 1000), ?, dest,"
+    " LEFT(?, 255), ? FROM deliveries WHERE id = ?";
+static const char SQL_BOUNCE_FAIL[] =
+    "UPDATE deliveries SET state = 'failed', next_attempt = NULL, lease_owner = NULL,"
+    " lease_until = NULL, last_code = ?, last_status = ?, last_text = LEFT(?, 1000),"
+    " updated_at = NOW(6), done_at = NOW(6) WHERE id = ?";
+
+/* Lock a delivery row; 1 found (job and address filled), 0 none, <0 error. */
+static int
+delivery_lock(struct store *s, uint64_t id, uint64_t *job_id, char *addr, size_t size)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_u64(&p, &id);
+	if (!(st = run(s, SQL_DLV_LOCK, &p, &rc, "delivery")))
+		return rc;
+	bind_u64(&r, job_id);
+	bind_out(&r, addr, size);
+	f = fetch(s, st, &r, "delivery");
+	mysql_stmt_free_result(st);
+	return f;
+}
+
+static int
+bounce_apply(struct store *s, const char *owner, const struct store_bounce *b, uint64_t job_id,
+    const char *address, bool *suppressed)
+{
+	struct binds p = { .n = 0 };
+	char reply[1100];
+	int code = b->code, rc;
+
+	bind_str(&p, b->outcome);
+	bind_int(&p, &code);
+	if (!code)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, *b->status ? b->status : NULL);
+	bind_str(&p, b->text);
+	bind_str(&p, *b->bclass ? b->bclass : NULL);
+	bind_str(&p, b->host);
+	bind_str(&p, owner);
+	bind_u64(&p, &b->id);
+	if (!run(s, SQL_BOUNCE_LOG, &p, &rc, "bounce log"))
+		return rc;
+	if (!b->failed)
+		return STORE_OK;
+	p.n = 0;
+	bind_int(&p, &code);
+	if (!code)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, *b->status ? b->status : NULL);
+	bind_str(&p, b->text);
+	bind_u64(&p, &b->id);
+	if (!run(s, SQL_BOUNCE_FAIL, &p, &rc, "bounce") || (rc = jobs_done(s, &job_id, 1)) != STORE_OK)
+		return rc;
+	if (!counts_against_address(b->bclass))
+		return STORE_OK;
+	reply_line(reply, sizeof(reply), b->code, b->status, b->text);
+	return address_failed(s, owner, address, b->bclass, b->id, "dsn", reply, suppressed);
+}
+
+int
+store_bounce(struct store *s, const char *owner, const struct store_bounce *b,
+    bool *found, bool *suppressed)
+{
+	char address[321];
+	uint64_t job_id = 0;
+	int rc, f;
+
+	*found = *suppressed = false;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	if ((f = delivery_lock(s, b->id, &job_id, address, sizeof(address))) <= 0)
+		return tx_abort(s, f < 0 ? f : STORE_OK);
+	*found = true;
+	if ((rc = bounce_apply(s, owner, b, job_id, address, suppressed)) != STORE_OK ||
+	    (rc = tx_commit(s)) != STORE_OK) {
+		*found = *suppressed = false;
 		return tx_abort(s, rc);
+	}
 	return STORE_OK;
+}
+
+static const char SQL_UNSUB_LOG[] =
+    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, text, gateway)"
+    " SELECT id, job_id, NOW(6), attempts, 'unsubscribed', '', ?, ? FROM deliveries WHERE id = ?";
+
+int
+store_unsubscribe(struct store *s, const char *owner, uint64_t id, const char *via,
+    char *addr, size_t size, bool *found)
+{
+	struct binds p = { .n = 0 };
+	uint64_t job_id;
+	size_t cancelled;
+	char text[64];
+	bool added;
+	int rc, f;
+
+	*found = false;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	if ((f = delivery_lock(s, id, &job_id, addr, size)) <= 0)
+		return tx_abort(s, f < 0 ? f : STORE_OK);
+	snprintf(text, sizeof(text), "List-Unsubscribe by %s", via);
+	bind_str(&p, text);
+	bind_str(&p, owner);
+	bind_u64(&p, &id);
+	if (!run(s, SQL_UNSUB_LOG, &p, &rc, "unsubscribe") ||
+	    (rc = suppress_address(s, owner, addr, STORE_SUPPRESS_UNSUB, text, id,
+	    &added, &cancelled)) != STORE_OK ||
+	    (rc = tx_commit(s)) != STORE_OK)
+		return tx_abort(s, rc);
+	*found = true;
+	return STORE_OK;
+}
+
+int
+store_suppress(struct store *s, const char *owner, const char *address, const char *reason,
+    bool *added, size_t *cancelled)
+{
+	int rc;
+
+	*added = false;
+	*cancelled = 0;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	if ((rc = suppress_address(s, owner, address, reason, NULL, 0, added, cancelled)) != STORE_OK ||
+	    (rc = tx_commit(s)) != STORE_OK) {
+		*added = false;
+		*cancelled = 0;
+		return tx_abort(s, rc);
+	}
+	return STORE_OK;
+}
+
+static const char SQL_UNSUPPRESS[] = "DELETE FROM suppressions WHERE address = ?";
+
+int
+store_unsuppress(struct store *s, const char *address, bool *removed)
+{
+	struct binds p = { .n = 0 };
+	MYSQL_STMT *st;
+	int rc;
+
+	*removed = false;
+	bind_str(&p, address);
+	if (!(st = run(s, SQL_UNSUPPRESS, &p, &rc, "unsuppress")))
+		return rc;
+	*removed = mysql_stmt_affected_rows(st) > 0;
+	return STORE_OK;
+}
+
+static const char SQL_SUPPRESSIONS[] =
+    "SELECT address, reason, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'),"
+    " COALESCE(last_reply, ''), COALESCE(delivery_id, 0) FROM suppressions ORDER BY address";
+
+int
+store_suppressions_each(struct store *s,
+    int (*cb)(void *, const struct store_suppression_row *), void *arg)
+{
+	struct binds r = { .n = 0 };
+	struct store_suppression_row row;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	if (!(st = run(s, SQL_SUPPRESSIONS, NULL, &rc, "suppressions")))
+		return rc;
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.reason, sizeof(row.reason));
+	bind_out(&r, row.created, sizeof(row.created));
+	bind_out(&r, row.last_reply, sizeof(row.last_reply));
+	bind_u64(&r, &row.delivery_id);
+	while ((f = fetch(s, st, &r, "suppressions")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_CLEANING[] =
+    "SELECT f.address, COUNT(*), COUNT(DISTINCT f.day),"
+    " COALESCE((SELECT g.reply FROM address_failures g WHERE g.address = f.address"
+    "   AND g.day >= ? AND g.class IN " COUNTING_CLASSES
+    "   ORDER BY g.at DESC, g.id DESC LIMIT 1), ''),"
+    " DATE_FORMAT(MAX(f.at), '%Y-%m-%d %H:%i:%s')"
+    " FROM address_failures f WHERE f.day >= ? AND f.class IN " COUNTING_CLASSES
+    " GROUP BY f.address ORDER BY f.address";
+
+int
+store_cleaning_each(struct store *s, const char *since,
+    int (*cb)(void *, const struct store_cleaning_row *), void *arg)
+{
+	struct binds p = { .n = 0 }, r = { .n = 0 };
+	struct store_cleaning_row row;
+	const char *from = since && *since ? since : "1000-01-01";
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_str(&p, from);
+	bind_str(&p, from);
+	if (!(st = run(s, SQL_CLEANING, &p, &rc, "cleaning report")))
+		return rc;
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_int(&r, (int *)&row.failures);
+	bind_int(&r, (int *)&row.days);
+	bind_out(&r, row.last_reply, sizeof(row.last_reply));
+	bind_out(&r, row.last_at, sizeof(row.last_at));
+	while ((f = fetch(s, st, &r, "cleaning report")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
 }
 
 static const char SQL_RELEASE[] =

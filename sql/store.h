@@ -121,15 +121,87 @@ struct store_result {
 	char bclass[16];	/* bounce_class_name() of a failure, "" when sent */
 	char address[321];	/* the recipient, for list cleaning */
 };
-/* Record outcomes (one transaction): the delivery row, a log row, and the
- * job's end when nothing of it is left. A row whose lease this owner no
- * longer holds is logged but left alone. *lost counts those. */
+/* Record outcomes (one transaction): the delivery row, a log row, the
+ * list cleaning of failures that count against their address (see below),
+ * and the job's end when nothing of it is left. A row whose lease this
+ * owner no longer holds is logged but left alone. *lost counts those. */
 int store_record(struct store *s, const char *owner, const struct store_result *r,
     size_t n, size_t *lost);
 /* Give back this owner's leases (at shutdown). */
 int store_release(struct store *s, const char *owner, size_t *n);
 /* Give back the leases of these deliveries, unattempted: due again now. */
 int store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n);
+
+/* ---- list cleaning, bounces and unsubscribes ----
+ *
+ * An address that fails as an unknown user or domain (store_record with a
+ * bclass of "unknown-user" or "unknown-domain", or a bounce of that class)
+ * gets an address_failures row for the day (the database's UTC_DATE()).
+ * Once it has such rows on [cleaning] min_days different days within
+ * [cleaning] window, it is suppressed (reason "unknown-user"). Suppressing
+ * an address, for any reason, cancels its deliveries still queued or
+ * deferred (state "cancelled", with a log row) in the same transaction.
+ */
+#define STORE_SUPPRESS_UNKNOWN	"unknown-user"
+#define STORE_SUPPRESS_UNSUB	"unsubscribed"
+#define STORE_SUPPRESS_MANUAL	"manual"
+
+/* Which of the n canonical addresses are suppressed: reason[i] gets the
+ * reason ("" when not suppressed; each at least 17 bytes). One query per
+ * chunk of addresses. */
+int store_suppressed(struct store *s, const char *const *addrs, size_t n, char (*reason)[17]);
+
+/* The address of a delivery; *found false when there is no such delivery. */
+int store_delivery_address(struct store *s, uint64_t id, char *addr, size_t size, bool *found);
+
+struct store_bounce {
+	uint64_t id;		/* the delivery its VERP address names */
+	bool failed;		/* a permanent failure: the delivery fails */
+	const char *outcome;	/* of the log row: "bounced", "delayed", ... */
+	int code;		/* 0: none */
+	const char *status;	/* "5.1.1", or "" */
+	const char *text;	/* the diagnostic */
+	const char *bclass;	/* bounce_class_name() */
+	const char *host;	/* the reporting or remote MTA, or "" */
+};
+/* Record a bounce in one transaction: a delivery_log row; when failed, the
+ * delivery's state "failed" and its last reply; when the class counts
+ * against the address, its failure and maybe its suppression. *found is
+ * false (and nothing changed) when there is no such delivery; *suppressed
+ * says the address is suppressed now. */
+int store_bounce(struct store *s, const char *owner, const struct store_bounce *b,
+    bool *found, bool *suppressed);
+
+/* Unsubscribe: suppress the address of delivery id with the reason
+ * "unsubscribed", and log it against the delivery (via: "mail",
+ * "one-click"). *found false (nothing changed) when there is no such
+ * delivery; addr gets the address. */
+int store_unsubscribe(struct store *s, const char *owner, uint64_t id, const char *via,
+    char *addr, size_t size, bool *found);
+
+/* Suppress an address (canonical) by hand; *added false when it was
+ * suppressed already (the reason stays). *cancelled counts the waiting
+ * deliveries cancelled. */
+int store_suppress(struct store *s, const char *owner, const char *address, const char *reason,
+    bool *added, size_t *cancelled);
+/* Lift a suppression; *removed false when there was none. */
+int store_unsuppress(struct store *s, const char *address, bool *removed);
+
+struct store_suppression_row {
+	char address[321], reason[17], created[32], last_reply[1001];
+	uint64_t delivery_id;	/* 0: none */
+};
+int store_suppressions_each(struct store *s,
+    int (*cb)(void *, const struct store_suppression_row *), void *arg);
+
+/* Per address failed (unknown user or domain) on or after the UTC day
+ * since ("YYYY-MM-DD"): failures, distinct days, the last reply. */
+struct store_cleaning_row {
+	char address[321], last_reply[1001], last_at[32];
+	unsigned failures, days;
+};
+int store_cleaning_each(struct store *s, const char *since,
+    int (*cb)(void *, const struct store_cleaning_row *), void *arg);
 
 /* ---- hatoctl ---- */
 struct store_queue_row {
