@@ -16,6 +16,7 @@
 
 static enum log_level cur_level = LOG_INFO_L;
 static bool to_syslog;
+static FILE *out;		/* NULL: stderr */
 static char ident[32] = "hato";
 
 static const char *level_names[] = { "debug", "info", "notice", "warning", "error" };
@@ -28,6 +29,12 @@ log_init(const char *name, bool use_syslog, int facility)
 	to_syslog = use_syslog;
 	if (to_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+void
+log_to_stream(FILE *f)
+{
+	out = f;
 }
 
 void
@@ -85,7 +92,7 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf per line: stdio's lock keeps threads' lines whole. */
-	fprintf(stderr, "%s.%03ldZ %s[%d]: %s: %s\n", when, ts.tv_nsec / 1000000,
+	fprintf(out ? out : stderr, "%s.%03ldZ %s[%d]: %s: %s\n", when, ts.tv_nsec / 1000000,
 	    ident, (int)getpid(), level_names[level], line);
 }
 

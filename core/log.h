@@ -12,6 +12,9 @@ enum log_level { LOG_DEBUG_L = 0, LOG_INFO_L, LOG_NOTICE_L, LOG_WARNING_L, LOG_E
 
 void log_init(const char *ident, bool use_syslog, int facility);
 void log_set_level(enum log_level level);
+/* Lines that would go to stderr go to f instead (NULL: stderr again). */
+#include <stdio.h>
+void log_to_stream(FILE *f);
 int log_level_parse(const char *s);	/* -1 when unknown */
 int log_facility_parse(const char *s);	/* -1 when unknown */
 bool log_enabled(enum log_level level);

@@ -4,12 +4,17 @@
  * accepting and exits once every transaction in the works is answered.
  *
  * --pipe: for an MTA's pipe transport. One message on standard input, the
- * envelope sender from -f; the same decision as over LMTP, told by the
+ * envelope sender from -f, the recipients after it (none: the submit
+ * address); the same decision as over LMTP for each recipient (a
+ * submission, a bounce, an unsubscribe), the first failure told by the
  * exit code (sysexits): 0 stored (or discarded: an unknown sender), 75
  * EX_TEMPFAIL when the job store is away (the MTA keeps the mail and
  * retries), 65 EX_DATAERR for a submission that cannot be read, 77
  * EX_NOPERM for a refused submitter, 74 EX_IOERR when stdin fails. The
- * reason goes to standard error, which the MTA puts in its bounce.
+ * reply line goes first to standard error (standard output when it is a
+ * 2xx), which the MTA puts in its log or its bounce; the log lines of the
+ * run follow it there, or go to syslog with [log] syslog = yes (better:
+ * the MTA's bounce then holds the reply alone).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,7 +41,7 @@ struct app {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: hato-intake [--config FILE] [--check-config] [--pipe [-f SENDER]]\n");
+	fprintf(stderr, "usage: hato-intake [--config FILE] [--check-config] [--pipe [-f SENDER] [--] [RECIPIENT...]]\n");
 	exit(64);
 }
 
@@ -53,12 +58,13 @@ exit_code_of(const char *reply)
 }
 
 static int
-run_pipe(const struct hato_config *cf, const char *sender)
+run_pipe(const struct hato_config *cf, const char *sender, char **rcpts, int nrcpt)
 {
+	const char *submit[] = { cf->submit_address };
 	struct store *st;
 	char reply[512], *data = NULL;
 	size_t len = 0, cap = 0, n;
-	int rc;
+	int rc = 0;
 
 	for (;;) {
 		if (len == cap && !(data = realloc(data, (cap = cap ? cap * 2 : 65536) + 1)))
@@ -78,12 +84,35 @@ run_pipe(const struct hato_config *cf, const char *sender)
 		return 74;	/* EX_IOERR */
 	}
 	data[len] = '\0';
+	if (nrcpt == 0) {
+		rcpts = (char **)submit;
+		nrcpt = 1;
+	}
+	/* The MTA shows the first line: hold the log lines until the reply
+	 * has been written. */
+	char *logbuf = NULL;
+	size_t loglen = 0;
+	FILE *logs = cf->log_syslog ? NULL : open_memstream(&logbuf, &loglen);
+	if (logs)
+		log_to_stream(logs);
 	st = store_new(cf);
-	intake_process(st, cf, sender, data, len, reply, sizeof(reply));
+	/* The first failure decides the exit code: the MTA then retries or
+	 * bounces the whole message (pipe transports take one recipient at a
+	 * time: hato_destination_recipient_limit = 1). */
+	for (int i = 0; i < nrcpt && rc == 0; i++) {
+		intake_deliver(st, cf, sender, rcpts[i], data, len, reply, sizeof(reply));
+		rc = exit_code_of(reply);
+		fprintf(rc ? stderr : stdout, "%s\n", reply);
+	}
 	store_free(st);
 	free(data);
-	rc = exit_code_of(reply);
-	fprintf(rc ? stderr : stdout, "%s\n", reply);
+	if (logs) {
+		log_to_stream(NULL);
+		fclose(logs);
+		fflush(stdout);
+		fwrite(logbuf, 1, loglen, stderr);
+		free(logbuf);
+	}
 	return rc;
 }
 
@@ -133,7 +162,7 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc && !pipe_mode)
 		usage();
 	log_init("hato-intake", false, 0);
 	if (config_load(path, &cf, err, sizeof(err)) < 0) {
@@ -158,7 +187,7 @@ main(int argc, char **argv)
 	mime_init();
 	if (pipe_mode) {
 		/* The MTA runs the pipe as its own user: nothing to drop. */
-		int rc = run_pipe(cf, sender);
+		int rc = run_pipe(cf, sender, argv + optind, argc - optind);
 		config_free(cf);
 		return rc;
 	}
