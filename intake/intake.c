@@ -34,6 +34,7 @@
 #include "intake/feedback.h"
 #include "intake/intake.h"
 #include "intake/lmtp.h"
+#include "intake/schedule.h"
 #include "intake/submission.h"
 #include "mail/mime.h"
 #include "routes/routes.h"
@@ -206,24 +207,37 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		.subject = sub->subject ? sub->subject : "", .body = sub->body,
 		.source_msgid = m->message_id, .dry_run = sub->dry_run,
 	};
-	const char *why, **gone;
+	const char **gone;
 	struct store_rcpt_new *rows;
 	char *bufs, (*reasons)[17];
 	size_t n, ngone = 0, rejected = sub->nrcpt - sub->naccepted;
 	uint64_t job_id = 0;
 	int rc;
 
-	if (sub->send_at && intake_parse_send_at(sub->send_at, &j.send_at, &why) < 0) {
-		snprintf(reply, replylen, "550 5.6.0 %s", why);
+	struct schedule plan;
+	char err[300];
+
+	/* Checked before anything is stored: a bad Send-At, Rate or Send-By
+	 * is the submitter's to fix. */
+	if (schedule_plan(sub, sub->naccepted, (double)time(NULL), &plan, err, sizeof(err)) < 0) {
+		snprintf(reply, replylen, "550 5.6.0 %s", err);
 		return;
 	}
+	if (sub->send_at)
+		j.send_at = plan.start;
 	rows = accepted_rows(cf, sub, &bufs, &n);
 	gone = calloc(n ? n : 1, sizeof(*gone));
 	reasons = calloc(n ? n : 1, sizeof(*reasons));
 	if (!gone || !reasons)
 		fatalx("intake: out of memory");
-	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK && n > 0)
+	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK && n > 0) {
+		/* Spread evenly over what is left to send. */
+		if (plan.spacing > 0 && sub->send_by && n > 1)
+			plan.spacing = plan.spacing * (double)sub->naccepted / (double)n;
+		for (size_t i = 0; plan.spacing > 0 && i < n; i++)
+			rows[i].at = plan.start + plan.spacing * (double)i;
 		rc = store_job_create(st, &j, rows, n, &job_id);
+	}
 	if (rc != STORE_OK) {
 		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
 		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");

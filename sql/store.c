@@ -514,8 +514,11 @@ insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
 			bind_str(p, r[i + k].address);
 			bind_str(p, r[i + k].domain);
 			bind_str(p, r[i + k].dest ? r[i + k].dest : "");
-			bind_dbl(p, send_at);
-			if (*send_at == 0)
+			/* Its own first time (a job spread by Rate or Send-By), or
+			 * the job's, or now. */
+			const double *at = r[i + k].at > 0 ? &r[i + k].at : send_at;
+			bind_dbl(p, at);
+			if (*at == 0)
 				p->null[p->n - 1] = 1;
 		}
 		run(s, take == 1 ? SQL_DLV_INSERT1 : SQL_DLV_INSERTN, p, &rc, "insert deliveries");

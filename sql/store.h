@@ -42,6 +42,7 @@ struct store_rcpt_new {
 	const char *address;	/* canonical, unquoted */
 	const char *domain;
 	const char *dest;	/* routes_dest_key() of the domain */
+	double at;		/* first due (Unix time); 0: the job's send_at */
 };
 /* The job and all its deliveries in one transaction. */
 int store_job_create(struct store *s, const struct store_job_new *j,

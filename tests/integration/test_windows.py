@@ -44,5 +44,37 @@ def test_window_closed_until_the_next_minute():
     env.stop_clean()
 
 
+@H.timeout(90)
+def test_job_rate_and_send_at():
+    env = H.Env("jobrate")
+    sink = env.relay_sink("default")
+    env.route("*", "relay:default")
+    env.start()
+    # A big DM spread at 120 per minute does not hold up an urgent one.
+    big = ["big%02d@example.com" % i for i in range(10)]
+    r = env.submit(env.submission(big, "ゆっくり", "本文\n", extra_control=["Rate: 120/min"])).one()
+    check(r.code == 250, "rate submission refused: %r", r)
+    urgent = ["urgent@example.com"]
+    r = env.submit(env.submission(urgent, "至急", "本文\n")).one()
+    check(r.code == 250, "urgent submission refused: %r", r)
+    # Send-At a few seconds ahead: nothing before, everything after.
+    later = datetime.datetime.now(TZ) + datetime.timedelta(seconds=6)
+    r = env.submit(env.submission(["later@example.com"], "予約", "本文\n",
+                                  extra_control=["Send-At: %s" % later.isoformat(timespec="seconds")])).one()
+    check(r.code == 250, "Send-At submission refused: %r", r)
+    H.wait_until(lambda: len(sink.messages()) >= 12, 30, what="all messages")
+    at = {H.addr_of(m["rcpts"][0]): m["t"] for m in sink.messages()}
+    times = sorted(at[a] for a in big)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    H.log("rate gaps: min %.3f max %.3f" % (min(gaps), max(gaps)))
+    check(min(gaps) >= 0.4, "recipients of the Rate: 120/min job %.3fs apart, not ~0.5s", min(gaps))
+    check(at["urgent@example.com"] < times[-1] - 2, "the urgent DM waited behind the spread one")
+    check(at["later@example.com"] >= later.replace(microsecond=0).timestamp() - 0.5,
+          "the Send-At DM went %.1fs early", later.timestamp() - at["later@example.com"])
+    bad = env.submit(env.submission(["x@example.com"], "悪い", "本文\n", extra_control=["Rate: fast"])).one()
+    check(bad.code == 550 and "Rate:" in bad.text, "a bad Rate got %r", bad)
+    env.stop_clean()
+
+
 if __name__ == "__main__":
     H.main(globals())
