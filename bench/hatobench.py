@@ -473,41 +473,53 @@ def collect_arrivals(sinks, base, sent, timeout):
 # --------------------------------------------------------------------------
 # W2: intake of a large list.
 
+W2_ROUNDS = 2
+
+
 def w2_intake(ctx):
+    """Hato's intake and the raw INSERT alternate, W2_ROUNDS times each, on an
+    emptied database; the best round of each is reported (the machines are
+    noisy), every round is in the JSON."""
     n = ctx.args.w2_n
     env = ctx.env
-    say("== W2 intake: one submission with %d recipients in a CSV attachment" % n)
+    say("== W2 intake: one submission with %d recipients in a CSV attachment (best of %d rounds)" % (n, W2_ROUNDS))
     stop_gateway(ctx)   # nothing else touches the database meanwhile
-    truncate(ctx)
     addrs, _ = addresses(n)
     csv = ("\n".join(addrs) + "\n").encode()
     data = submission_bytes(ctx, (), csv)
-    c0, per0 = hato_cpu(ctx)
-    dt, reply, _ = lmtp_time_to_250(ctx, data, ctx.budget(300))
-    c1, per1 = hato_cpu(ctx)
-    if reply.code != 250:
-        raise BenchError("W2 submission refused: %r" % reply)
-    job = H.job_id_of(reply)
-    stored = env.db.scalar("SELECT COUNT(*) FROM deliveries WHERE job_id = %s", (job,))
-    # Reference: the same rows, multi-row INSERTs into a scratch table.
-    ref = raw_insert(ctx, job, n)
+    rounds = []
+    for i in range(W2_ROUNDS):
+        truncate(ctx)
+        c0, per0 = hato_cpu(ctx)
+        dt, reply, _ = lmtp_time_to_250(ctx, data, ctx.budget(300))
+        c1, per1 = hato_cpu(ctx)
+        if reply.code != 250:
+            raise BenchError("W2 submission refused: %r" % reply)
+        job = H.job_id_of(reply)
+        stored = int(env.db.scalar("SELECT COUNT(*) FROM deliveries WHERE job_id = %s", (job,)))
+        if stored != n:
+            raise BenchError("W2: %d of %d deliveries stored (%s)" % (stored, n, reply))
+        # Reference: the same rows, multi-row INSERTs into a scratch table.
+        ref = raw_insert(ctx, job, n)
+        rounds.append({"time_to_250_s": round(dt, 3), "reply": str(reply), "cpu_s": round(c1 - c0, 2),
+                       "cpu_by_process_s": {k: round(per1[k] - per0.get(k, 0), 2) for k in per1},
+                       "reference": ref})
+        say("   round %d: Hato %.2f s to 250 (%d rows/s); raw INSERT %.2f s (%d rows/s)"
+            % (i + 1, dt, n / dt, ref["seconds"], ref["rows_per_s"]))
     truncate(ctx)
-    f = {"recipients": n, "stored": int(stored), "submission_bytes": len(data), "time_to_250_s": round(dt, 3),
-         "rows_per_s": round(n / dt), "reply": str(reply), "cpu_s": round(c1 - c0, 2),
-         "cpu_by_process_s": {k: round(per1[k] - per0.get(k, 0), 2) for k in per1},
-         "reference": ref}
+    dt = min(r["time_to_250_s"] for r in rounds)
+    ref = min((r["reference"] for r in rounds), key=lambda r: r["seconds"])
+    f = {"recipients": n, "submission_bytes": len(data), "time_to_250_s": dt, "rows_per_s": round(n / dt),
+         "reference_seconds": ref["seconds"], "reference_rows_per_s": ref["rows_per_s"], "rounds": rounds}
     ctx.figures["W2"] = f
-    say("   Hato %.2f s to 250 (%d rows/s); raw INSERT %.2f s (%d rows/s)"
-        % (dt, n / dt, ref["seconds"], ref["rows_per_s"]))
-    if int(stored) != n:
-        ctx.notes.append("W2: %d of %d deliveries stored" % (int(stored), n))
     ctx.rows.append(row("W2", "intake of %s recipients: time to 250" % fmt_n(n), "s", round(dt, 2),
                         round(ref["seconds"], 2), "multi-row INSERT", "<= 2 s" if n == 100000 else
                         "<= %.2f s (2 s per 100,000)" % (2.0 * n / 100000), dt <= 2.0 * n / 100000,
-                        "submission %d KB, CSV attachment" % (len(data) // 1024), lower=True))
+                        "submission %d KB, CSV attachment; best of %d rounds each (all in the JSON)"
+                        % (len(data) // 1024, W2_ROUNDS), lower=True))
     ctx.rows.append(row("W2", "intake rate", "rows/s", round(n / dt), ref["rows_per_s"], "multi-row INSERT",
                         ">= 50% of raw", (n / dt) >= 0.5 * ref["rows_per_s"],
-                        "raw: %d rows a statement, one transaction" % ref["rows_per_statement"]))
+                        "raw: the rows intake wrote, %d a statement, one transaction" % ref["rows_per_statement"]))
 
 
 def raw_insert(ctx, job_id, n, per_stmt=1000):
@@ -930,6 +942,8 @@ def parse_args(argv):
                     help="instead of the benchmark: callgrind profiles of hato-gateway (W1) and hato-intake (W2)")
     ap.add_argument("--profile-n", type=int, default=3000, help="deliveries in the profiled W1 (default 3,000)")
     ap.add_argument("--profile-w2-n", type=int, default=20000, help="recipients in the profiled W2 (default 20,000)")
+    ap.add_argument("--profile-slowlog-n", type=int, default=100000,
+                    help="deliveries in the W1 run timed statement by statement with the slow log (default 100,000)")
     args = ap.parse_args(argv)
     q = args.quick
     args.n = args.n or (5000 if q else 100000)

@@ -299,33 +299,47 @@ def due_dests_cost(ctx, B, extra_rows):
     every claim, busy or idle) at the table's present size, then after
     extra_rows more finished deliveries are added."""
     env = ctx.env
-    q = "SELECT dest, MIN(next_attempt) AS due FROM deliveries GROUP BY dest HAVING due <= NOW(6) LIMIT 64"
+    queries = {
+        "as the gateway runs it": "SELECT dest, MIN(next_attempt) AS due FROM deliveries GROUP BY dest"
+                                  " HAVING due <= NOW(6) LIMIT 64",
+        "with WHERE next_attempt <= NOW(6) instead of HAVING": "SELECT dest, MIN(next_attempt) AS due FROM deliveries"
+                                  " WHERE next_attempt <= NOW(6) GROUP BY dest LIMIT 64",
+        "one MIN() index dive per known destination": " UNION ALL ".join(
+            "SELECT '%s', MIN(next_attempt) FROM deliveries WHERE dest = '%s' AND next_attempt IS NOT NULL"
+            " HAVING MIN(next_attempt) <= NOW(6)" % (d, d)
+            for d in ("relay:docomo", "relay:softbank", "relay:default")),
+    }
 
     def measure(label):
+        res = []
         c = env.db.root(env.db.database)
         try:
             with c.cursor() as cur:
                 cur.execute("SELECT COUNT(*) FROM deliveries")
                 rows = cur.fetchone()[0]
-                cur.execute("EXPLAIN " + q)
-                plan = "; ".join("%s key=%s rows=%s extra=%s" % (r[3], r[5], r[8], r[9]) for r in cur.fetchall())
-                cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
-                h0 = dict((k, int(v)) for k, v in cur.fetchall())
-                t0 = time.monotonic()
-                k = 20
-                for _ in range(k):
+                for qname, q in queries.items():
+                    cur.execute("EXPLAIN " + q)
+                    plan = " | ".join("%s key=%s rows=%s extra=%s" % (r[3], r[5], r[8], r[9]) for r in cur.fetchall())
                     cur.execute(q)
-                    cur.fetchall()
-                dt = (time.monotonic() - t0) / k
-                cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
-                h1 = dict((kk, int(v)) for kk, v in cur.fetchall())
+                    answer = sorted((r[0], str(r[1])) for r in cur.fetchall())
+                    cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+                    h0 = dict((k, int(v)) for k, v in cur.fetchall())
+                    t0 = time.monotonic()
+                    k = 20
+                    for _ in range(k):
+                        cur.execute(q)
+                        cur.fetchall()
+                    dt = (time.monotonic() - t0) / k
+                    cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+                    h1 = dict((kk, int(v)) for kk, v in cur.fetchall())
+                    reads = sum(h1[x] - h0.get(x, 0) for x in h1) / k
+                    res.append({"label": label, "query": qname, "table_rows": rows, "ms_per_query": round(dt * 1000, 2),
+                                "handler_reads_per_query": round(reads), "plan": plan, "answer": answer})
         finally:
             c.close()
-        reads = sum(h1[x] - h0.get(x, 0) for x in h1) / k
-        return {"label": label, "table_rows": rows, "ms_per_query": round(dt * 1000, 2),
-                "handler_reads_per_query": round(reads), "plan": plan}
+        return res
 
-    out = [measure("after the native run")]
+    out = measure("after the native run")
     # More finished deliveries, as a table with some history holds.
     B.stop_gateway(ctx)
     addrs = ["hist%d@%s" % (i, B.DOMAINS[i % 3][1]) for i in range(extra_rows)]
@@ -339,7 +353,26 @@ def due_dests_cost(ctx, B, extra_rows):
             cur.execute("UPDATE jobs SET state = 'done'")
     finally:
         c.close()
-    out.append(measure("with %d more finished deliveries" % extra_rows))
+    # Some due work too, so that both forms have something to find.
+    c = env.db.root(env.db.database)
+    try:
+        with c.cursor() as cur:
+            cur.execute("UPDATE deliveries SET state = 'queued', next_attempt = NOW(6) - INTERVAL 1 SECOND,"
+                        " done_at = NULL ORDER BY id DESC LIMIT 300")
+    finally:
+        c.close()
+    out += measure("+%d finished, 300 due, before purge" % extra_rows)
+    # InnoDB keeps delete-marked index entries of updated rows until purge
+    # has run; wait for it (MariaDB 10.5+) and measure again.
+    c = env.db.root(env.db.database)
+    try:
+        with c.cursor() as cur:
+            t0 = time.monotonic()
+            cur.execute("SET GLOBAL innodb_max_purge_lag_wait = 0")
+            purge_s = time.monotonic() - t0
+    finally:
+        c.close()
+    out += measure("same after purge (waited %.1f s)" % purge_s)
     return out
 
 
@@ -476,16 +509,17 @@ def run(ctx, B):
     # 1b. The claim's destination query against the table's size.
     say("== cost of the due-destinations query against the table size")
     dd = due_dests_cost(ctx, B, 100000)
-    report += ["## The due-destinations query (store_due_dests, run on every claim, busy or idle)", "",
-               "    " + dd[0]["plan"], ""]
+    report += ["## The due-destinations query (sql/store.c SQL_DUE_DESTS in store_due_dests, run on every claim, "
+               "busy or idle), against the table size (finished rows keep next_attempt NULL in deliveries_dest_due)", ""]
     for m in dd:
-        report.append("    %-40s table rows %7d: %7.2f ms a query, %7d index reads a query" % (
-            m["label"], m["table_rows"], m["ms_per_query"], m["handler_reads_per_query"]))
+        report.append("    %-46s %-52s table rows %7d: %7.2f ms a query, %6d handler reads; plan: %s; answer: %s" % (
+            m["label"], m["query"], m["table_rows"], m["ms_per_query"], m["handler_reads_per_query"], m["plan"],
+            m["answer"]))
     report.append("")
     B.truncate(ctx)
 
     # 1c. The gateway's statements, timed by the server.
-    sn = 10000
+    sn = args.profile_slowlog_n
     say("== W1 of %d deliveries with MariaDB's slow log at long_query_time = 0" % sn)
     sl = native_w1_slowlog(ctx, B, sn)
     report += ["## Server time of the gateway's statements, W1 of %d deliveries (slow log on)" % sn, "",
@@ -499,12 +533,16 @@ def run(ctx, B):
         report.append("    %8d %8.3f %9.3f %9.1f %10d  %s" % (c, c / sn, t, 1e6 * t / c, rx, key))
     report.append("")
 
-    # 1d. W3: the poll interval's part in the latency.
-    say("== W3 latency with poll_interval 100ms and 10ms (configuration only)")
-    pe = w3_poll_experiment(ctx, B)
+    # 1d. W3: the poll interval's part in the latency, on the table the
+    # slow-log run left (its deliveries all finished) and on an empty one.
     report += ["## W3 latency against the gateway's poll_interval (50 submissions at 10/s each)", ""]
-    for poll, f in pe.items():
-        report.append("    poll_interval %-6s %s" % (poll, ", ".join("%s %s" % kv for kv in f.items())))
+    for label in ("with %d finished deliveries in the table" % sn, "on an empty table"):
+        if label.startswith("on an empty"):
+            B.truncate(ctx)
+        say("== W3 latency with poll_interval 100ms and 10ms (configuration only), %s" % label)
+        pe = w3_poll_experiment(ctx, B)
+        for poll, f in pe.items():
+            report.append("    %-42s poll_interval %-6s %s" % (label, poll, ", ".join("%s %s" % kv for kv in f.items())))
     report.append("")
 
     # 2. The gateway under callgrind.
