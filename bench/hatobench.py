@@ -71,7 +71,7 @@ GATEWAY_W1 = {        # the gateway settings of W1 and W3, stated in the results
     "[limits] connections": 10,
     "[limits] per_connection": 1000,
     "[gateway] claim_batch": 1000,
-    "[gateway] poll_interval": "100ms",
+    "[gateway] poll_interval": "20ms",
     "[gateway] lease": "5m",
     "[log] level": "info",
 }
@@ -229,7 +229,7 @@ def setup_env(ctx):
                        "other": "the rest as tests/harness starts it (skip-log-bin, unix socket only)"}
     c = env.config
     c.section("log").update({"level": "info"})
-    c.section("gateway").update({"claim_batch": 1000, "poll_interval": "100ms", "lease": "5m"})
+    c.section("gateway").update({"claim_batch": 1000, "poll_interval": "20ms", "lease": "5m"})
     c.section("limits").update({"connections": 10, "per_connection": 1000})
     c.section("retry").update({"intervals": "1s", "max_attempts": 5, "max_age": "1h"})
     for name, dom, relay in DOMAINS:

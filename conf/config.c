@@ -86,7 +86,7 @@ static const struct conf_key gateway_keys[] = {
 	{ "http_public", K_BOOL, "no", 0, 0, HC(http_public), "let http_listen be a non-loopback address" },
 	{ "claim_batch", K_UINT, "200", 1, 10000, HC(claim_batch), "deliveries claimed at once" },
 	{ "lease", K_DURATION, "5m", 1000, DAY, HC(lease_ms), "lease length" },
-	{ "poll_interval", K_DURATION, "1s", 10, 600000, HC(poll_ms), "idle poll" },
+	{ "poll_interval", K_DURATION, "250ms", 10, 600000, HC(poll_ms), "idle poll" },
 	{ "connect_timeout", K_DURATION, "30s", 10, 600000, HC(connect_timeout_ms), "SMTP connect" },
 	{ "greeting_timeout", K_DURATION, "5m", 10, 3600000, HC(greeting_timeout_ms), "SMTP greeting" },
 	{ "command_timeout", K_DURATION, "5m", 10, 3600000, HC(command_timeout_ms), "SMTP command" },

@@ -319,6 +319,7 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 	res->id = m->lease.id;
 	res->job_id = m->lease.job_id;
 	res->outcome = classify(d, m, r, note, sizeof(note));
+	res->attempt = m->lease.attempts + 1;
 	res->code = r->code;
 	snprintf(res->status, sizeof(res->status), "%s", r->status);
 	snprintf(res->text, sizeof(res->text), "%s%s", note, r->text);
@@ -939,6 +940,12 @@ claim_now(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (d->stopping || d->claiming)
 		return;
+	/* Outcomes not recorded yet are what a crash would send again: claim
+	 * no more while a batch's worth waits (record_done claims again). */
+	if (d->nres > d->cf->claim_batch) {
+		claim_soon(d, d->cf->poll_ms);
+		return;
+	}
 	if (!(t = calloc(1, sizeof(*t))))
 		fatalx("dispatch: out of memory");
 	for (int b = 0; b < DEST_BUCKETS; b++)

@@ -40,55 +40,97 @@ struct store {
 	char err[512];
 };
 
+/*
+ * Parameters or results of one statement. Small sets live on the stack
+ * (BINDS, never zeroed as a whole: each bind_* call sets its own entry);
+ * the bulk statements take a heap set sized for them (binds_new).
+ */
 struct binds {
-	MYSQL_BIND b[MAXP];
-	unsigned long len[MAXP];
-	my_bool null[MAXP];
-	unsigned n;
+	MYSQL_BIND *b;
+	unsigned long *len;
+	my_bool *null;
+	unsigned n, cap;
 };
+#define SMALLP 32
+#define BINDS(name) \
+	MYSQL_BIND name##_b[SMALLP]; unsigned long name##_len[SMALLP]; my_bool name##_null[SMALLP]; \
+	struct binds name = { name##_b, name##_len, name##_null, 0, SMALLP }
+
+static struct binds *
+binds_new(unsigned cap)
+{
+	struct binds *p = malloc(sizeof(*p));
+
+	if (!p || !(p->b = malloc(cap * sizeof(*p->b))) || !(p->len = malloc(cap * sizeof(*p->len))) ||
+	    !(p->null = malloc(cap * sizeof(*p->null))))
+		fatalx("store: out of memory");
+	p->n = 0;
+	p->cap = cap;
+	return p;
+}
+
+static void
+binds_free(struct binds *p)
+{
+	free(p->b);
+	free(p->len);
+	free(p->null);
+	free(p);
+}
+
+static unsigned
+binds_next(struct binds *p)
+{
+	if (p->n >= p->cap)
+		fatalx("store: statement with more than %u parameters", p->cap);
+	return p->n++;
+}
 
 static void
 bind_u64(struct binds *p, const uint64_t *v)
 {
-	MYSQL_BIND *b = &p->b[p->n++];
+	unsigned i = binds_next(p);
+	MYSQL_BIND *b = &p->b[i];
 
 	memset(b, 0, sizeof(*b));
 	b->buffer_type = MYSQL_TYPE_LONGLONG;
 	b->buffer = (void *)v;
 	b->is_unsigned = 1;
-	b->is_null = &p->null[p->n - 1];
-	p->null[p->n - 1] = 0;
+	b->is_null = &p->null[i];
+	p->null[i] = 0;
 }
 
 static void
 bind_int(struct binds *p, const int *v)
 {
-	MYSQL_BIND *b = &p->b[p->n++];
+	unsigned i = binds_next(p);
+	MYSQL_BIND *b = &p->b[i];
 
 	memset(b, 0, sizeof(*b));
 	b->buffer_type = MYSQL_TYPE_LONG;
 	b->buffer = (void *)v;
-	b->is_null = &p->null[p->n - 1];
-	p->null[p->n - 1] = 0;
+	b->is_null = &p->null[i];
+	p->null[i] = 0;
 }
 
 static void
 bind_dbl(struct binds *p, const double *v)
 {
-	MYSQL_BIND *b = &p->b[p->n++];
+	unsigned i = binds_next(p);
+	MYSQL_BIND *b = &p->b[i];
 
 	memset(b, 0, sizeof(*b));
 	b->buffer_type = MYSQL_TYPE_DOUBLE;
 	b->buffer = (void *)v;
-	b->is_null = &p->null[p->n - 1];
-	p->null[p->n - 1] = 0;
+	b->is_null = &p->null[i];
+	p->null[i] = 0;
 }
 
 /* An input string; NULL binds SQL NULL. */
 static void
 bind_str(struct binds *p, const char *s)
 {
-	unsigned i = p->n++;
+	unsigned i = binds_next(p);
 	MYSQL_BIND *b = &p->b[i];
 
 	memset(b, 0, sizeof(*b));
@@ -105,7 +147,7 @@ bind_str(struct binds *p, const char *s)
 static void
 bind_out(struct binds *p, char *buf, size_t size)
 {
-	unsigned i = p->n++;
+	unsigned i = binds_next(p);
 	MYSQL_BIND *b = &p->b[i];
 
 	memset(b, 0, sizeof(*b));
@@ -382,7 +424,7 @@ static const char SQL_VERSION_ADD[] =
 int
 store_schema_version(struct store *s, int *version)
 {
-	struct binds r = { .n = 0 };
+	BINDS(r);
 	MYSQL_STMT *st;
 	int rc;
 
@@ -465,7 +507,7 @@ store_migrate(struct store *s, bool create_db, int *from, int *to)
 	*from = *to = v;
 	for (int i = 0; i < migrations_count; i++) {
 		const struct migration *m = &migrations[i];
-		struct binds p = { .n = 0 };
+		BINDS(p);
 		if (m->version <= v)
 			continue;
 		if ((rc = apply_migration(s, m)) != STORE_OK)
@@ -500,7 +542,7 @@ static int
 insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
     const struct store_rcpt_new *r, size_t n)
 {
-	struct binds *p = malloc(sizeof(*p));
+	struct binds *p = binds_new(MAXP);
 	size_t i = 0;
 	int rc = STORE_OK;
 
@@ -524,7 +566,7 @@ insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
 		run(s, take == 1 ? SQL_DLV_INSERT1 : SQL_DLV_INSERTN, p, &rc, "insert deliveries");
 		i += take;
 	}
-	free(p);
+	binds_free(p);
 	return rc;
 }
 
@@ -532,7 +574,7 @@ int
 store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	MYSQL_STMT *st;
 	int dry = j->dry_run, rc;
 	unsigned cnt32 = (unsigned)n;
@@ -591,7 +633,8 @@ static const char SQL_JOB_SENDING[] =
 int
 store_due_dests(struct store *s, char (*dests)[128], size_t max, size_t *n)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	char due[40];
 	uint64_t lim = max;
 	MYSQL_STMT *st;
@@ -618,7 +661,7 @@ lease_ids(struct store *s, const char *owner, uint64_t lease_ms,
     const struct store_lease *l, size_t n)
 {
 	uint64_t us = lease_ms * 1000, zero = 0;
-	struct binds *p = malloc(sizeof(*p));
+	struct binds *p = binds_new(MAXP);
 	int rc = STORE_OK;
 
 	if (!p)
@@ -632,7 +675,7 @@ lease_ids(struct store *s, const char *owner, uint64_t lease_ms,
 			bind_u64(p, i + k < n ? &l[i + k].id : &zero);
 		run(s, SQL_CLAIM_UPDATE, p, &rc, "lease");
 	}
-	free(p);
+	binds_free(p);
 	return rc;
 }
 
@@ -643,7 +686,7 @@ mark_jobs_sending(struct store *s, const struct store_lease *l, size_t n)
 	int rc = STORE_OK;
 
 	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
-		struct binds p = { .n = 0 };
+		BINDS(p);
 		if (l[i].job_id == last)
 			continue;
 		last = l[i].job_id;
@@ -657,7 +700,8 @@ static int
 claim_dest(struct store *s, const struct store_claim_req *req, struct store_lease *out,
     size_t room, size_t *n)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	struct store_lease row;
 	uint64_t lim = req->max < room ? req->max : room;
 	MYSQL_STMT *st;
@@ -727,7 +771,7 @@ static const char SQL_PACE_SUSPEND[] =
 static int
 pace_ensure(struct store *s, const char *dest)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	int rc;
 
 	bind_str(&p, dest);
@@ -739,7 +783,8 @@ int
 store_pace_reserve(struct store *s, const char *dest, uint64_t base_gap_us, unsigned k,
     double factor_add, struct store_pace *out)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	double next_slot, next;
 	MYSQL_STMT *st;
 	int rc, f;
@@ -787,7 +832,7 @@ int
 store_pace_suspend(struct store *s, const char *dest, uint64_t suspend_ms,
     double min_factor, const char *reason)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	uint64_t us = suspend_ms * 1000;
 	int rc;
 
@@ -816,7 +861,8 @@ int
 store_redest(struct store *s, size_t (*dest_of)(void *, const char *, char *, size_t),
     void *arg, size_t *moved)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	struct redest_pair row, *pairs = NULL;
 	size_t n = 0, cap = 0;
 	MYSQL_STMT *st;
@@ -868,7 +914,8 @@ xmalloc(size_t n)
 int
 store_job_get(struct store *s, uint64_t id, struct store_job **out)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	struct store_job *j = calloc(1, sizeof(*j));
 	char sub[65], from[321];
 	int dry, slen, blen, rc, f;
@@ -945,10 +992,13 @@ static const char SQL_RECORD[] =
     " lease_owner = NULL, lease_until = NULL, last_code = ?, last_status = ?,"
     " last_text = ?, updated_at = NOW(6), done_at = IF(? = 'deferred', NULL, NOW(6))"
     " WHERE id = ? AND lease_owner = ?";
-static const char SQL_LOG[] =
-    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code,"
-    " status, text, class, destination, host, gateway)"
-    " SELECT ?, ?, NOW(6), attempts, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?";
+/* The log rows of a batch go in as one multi-row INSERT per chunk. */
+#define LOG_ROW "(?, ?, NOW(6), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define LOG_INSERT "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, code," \
+    " status, text, class, destination, host, gateway) VALUES "
+#define LOG_CHUNK 64
+static const char SQL_LOG1[] = LOG_INSERT LOG_ROW;
+static const char SQL_LOGN[] = LOG_INSERT R64(LOG_ROW);
 static const char SQL_JOB_DONE[] =
     "UPDATE jobs SET state = 'done', finished_at = NOW(6)"
     " WHERE id = ? AND state IN ('queued', 'sending') AND NOT EXISTS"
@@ -959,7 +1009,7 @@ record_one(struct store *s, const char *owner, const struct store_result *r, siz
 {
 	const char *state = store_outcome_name(r->outcome);
 	uint64_t us = r->retry_ms * 1000;
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	MYSQL_STMT *st;
 	int code = r->code, rc;
 
@@ -978,22 +1028,50 @@ record_one(struct store *s, const char *owner, const struct store_result *r, siz
 		return rc;
 	if (mysql_stmt_affected_rows(st) == 0)
 		(*lost)++;
-	p.n = 0;
-	bind_u64(&p, &r->id);
-	bind_u64(&p, &r->job_id);
-	bind_str(&p, state);
-	bind_str(&p, r->stage);
-	bind_int(&p, &code);
+	return rc;
+}
+
+static void
+bind_log_row(struct binds *p, const char *owner, const struct store_result *r, const char *state,
+    const int *code)
+{
+	bind_u64(p, &r->id);
+	bind_u64(p, &r->job_id);
+	bind_int(p, (const int *)&r->attempt);
+	bind_str(p, state);
+	bind_str(p, r->stage);
+	bind_int(p, code);
 	if (!r->code)
-		p.null[p.n - 1] = 1;
-	bind_str(&p, *r->status ? r->status : NULL);
-	bind_str(&p, r->text);
-	bind_str(&p, *r->bclass ? r->bclass : NULL);
-	bind_str(&p, r->dest);
-	bind_str(&p, r->host);
-	bind_str(&p, owner);
-	bind_u64(&p, &r->id);
-	run(s, SQL_LOG, &p, &rc, "log");
+		p->null[p->n - 1] = 1;
+	bind_str(p, *r->status ? r->status : NULL);
+	bind_str(p, r->text);
+	bind_str(p, *r->bclass ? r->bclass : NULL);
+	bind_str(p, r->dest);
+	bind_str(p, r->host);
+	bind_str(p, owner);
+}
+
+static int
+log_results(struct store *s, const char *owner, const struct store_result *r, size_t n)
+{
+	struct binds *p = binds_new(LOG_CHUNK * 13);
+	int *codes = malloc((n ? n : 1) * sizeof(*codes));
+	int rc = STORE_OK;
+
+	if (!codes)
+		fatalx("store: out of memory");
+	for (size_t i = 0; i < n; i++)
+		codes[i] = r[i].code;
+	for (size_t i = 0; i < n && rc == STORE_OK;) {
+		size_t take = n - i >= LOG_CHUNK ? LOG_CHUNK : 1;
+		p->n = 0;
+		for (size_t k = 0; k < take; k++)
+			bind_log_row(p, owner, &r[i + k], store_outcome_name(r[i + k].outcome), &codes[i + k]);
+		run(s, take == 1 ? SQL_LOG1 : SQL_LOGN, p, &rc, "log");
+		i += take;
+	}
+	free(codes);
+	binds_free(p);
 	return rc;
 }
 
@@ -1040,7 +1118,7 @@ jobs_done(struct store *s, const uint64_t *jobs, size_t n)
 	int rc = STORE_OK;
 
 	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
-		struct binds p = { .n = 0 };
+		BINDS(p);
 		bind_u64(&p, &jobs[i]);
 		bind_u64(&p, &jobs[i]);
 		run(s, SQL_JOB_DONE, &p, &rc, "job done");
@@ -1054,7 +1132,8 @@ static int
 cancel_waiting(struct store *s, const char *owner, const char *address, const char *reason,
     size_t *cancelled)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	uint64_t job, *jobs = NULL;
 	size_t njobs = 0, cap = 0;
 	char why[64];
@@ -1100,7 +1179,7 @@ static int
 suppress_address(struct store *s, const char *owner, const char *address, const char *reason,
     const char *last_reply, uint64_t delivery_id, bool *added, size_t *cancelled)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	MYSQL_STMT *st;
 	int rc;
 
@@ -1127,7 +1206,8 @@ address_failed(struct store *s, const char *owner, const char *address, const ch
 	const struct hato_config *cf = s->cf;
 	int window = (int)((cf->cleaning_window_ms + DAY_MS - 1) / DAY_MS), days = 0, rc, f;
 	unsigned min_days = cf->cleaning_min_days ? cf->cleaning_min_days : 2;
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	size_t cancelled;
 	MYSQL_STMT *st;
 	bool added;
@@ -1210,8 +1290,10 @@ store_record(struct store *s, const char *owner, const struct store_result *r,
 		if ((rc = record_one(s, owner, &r[i], lost)) != STORE_OK ||
 		    (rc = record_cleaning(s, owner, &r[i], &suppressed[i])) != STORE_OK)
 			goto abort;
+	if ((rc = log_results(s, owner, r, n)) != STORE_OK)
+		goto abort;
 	for (size_t i = 0; i < n; i++) {
-		struct binds p = { .n = 0 };
+		BINDS(p);
 		if (r[i].outcome == OUTCOME_DEFERRED || (i && r[i].job_id == r[i - 1].job_id))
 			continue;
 		bind_u64(&p, &r[i].job_id);
@@ -1241,7 +1323,8 @@ static const char SQL_SUPPRESSED[] =
 int
 store_suppressed(struct store *s, const char *const *addrs, size_t n, char (*reason)[17])
 {
-	struct binds *p = malloc(sizeof(*p)), r = { .n = 0 };
+	struct binds *p = binds_new(MAXP);
+	BINDS(r);
 	char addr[321], why[17];
 	MYSQL_STMT *st;
 	int rc = STORE_OK, f = 0;
@@ -1270,7 +1353,7 @@ store_suppressed(struct store *s, const char *const *addrs, size_t n, char (*rea
 		if (f < 0)
 			rc = f;
 	}
-	free(p);
+	binds_free(p);
 	return rc;
 }
 
@@ -1279,7 +1362,8 @@ static const char SQL_DLV_ADDRESS[] = "SELECT address FROM deliveries WHERE id =
 int
 store_delivery_address(struct store *s, uint64_t id, char *addr, size_t size, bool *found)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	MYSQL_STMT *st;
 	int rc, f;
 
@@ -1310,7 +1394,8 @@ static const char SQL_BOUNCE_FAIL[] =
 static int
 delivery_lock(struct store *s, uint64_t id, uint64_t *job_id, char *addr, size_t size)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	MYSQL_STMT *st;
 	int rc, f;
 
@@ -1328,7 +1413,7 @@ static int
 bounce_apply(struct store *s, const char *owner, const struct store_bounce *b, uint64_t job_id,
     const char *address, bool *suppressed)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	char reply[1100];
 	int code = b->code, rc;
 
@@ -1391,7 +1476,7 @@ int
 store_unsubscribe(struct store *s, const char *owner, uint64_t id, const char *via,
     char *addr, size_t size, bool *found)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	uint64_t job_id;
 	size_t cancelled;
 	char text[64];
@@ -1440,7 +1525,7 @@ static const char SQL_UNSUPPRESS[] = "DELETE FROM suppressions WHERE address = ?
 int
 store_unsuppress(struct store *s, const char *address, bool *removed)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	MYSQL_STMT *st;
 	int rc;
 
@@ -1460,7 +1545,7 @@ int
 store_suppressions_each(struct store *s,
     int (*cb)(void *, const struct store_suppression_row *), void *arg)
 {
-	struct binds r = { .n = 0 };
+	BINDS(r);
 	struct store_suppression_row row;
 	MYSQL_STMT *st;
 	int rc, f;
@@ -1492,7 +1577,8 @@ int
 store_cleaning_each(struct store *s, const char *since,
     int (*cb)(void *, const struct store_cleaning_row *), void *arg)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	struct store_cleaning_row row;
 	const char *from = since && *since ? since : "1000-01-01";
 	MYSQL_STMT *st;
@@ -1521,7 +1607,7 @@ static const char SQL_RELEASE[] =
 int
 store_release(struct store *s, const char *owner, size_t *n)
 {
-	struct binds p = { .n = 0 };
+	BINDS(p);
 	MYSQL_STMT *st;
 	int rc;
 
@@ -1540,7 +1626,7 @@ static const char SQL_UNLEASE[] =
 int
 store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n)
 {
-	struct binds *p = malloc(sizeof(*p));
+	struct binds *p = binds_new(MAXP);
 	uint64_t zero = 0;
 	int rc = STORE_OK;
 
@@ -1553,7 +1639,7 @@ store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n)
 		bind_str(p, owner);
 		run(s, SQL_UNLEASE, p, &rc, "unlease");
 	}
-	free(p);
+	binds_free(p);
 	return rc;
 }
 
@@ -1586,7 +1672,7 @@ bind_job_row(struct binds *r, struct store_job_row *row)
 int
 store_jobs_each(struct store *s, int (*cb)(void *, const struct store_job_row *), void *arg)
 {
-	struct binds r = { .n = 0 };
+	BINDS(r);
 	struct store_job_row row;
 	MYSQL_STMT *st;
 	int rc, f;
@@ -1604,7 +1690,8 @@ store_jobs_each(struct store *s, int (*cb)(void *, const struct store_job_row *)
 int
 store_job_row_get(struct store *s, uint64_t id, struct store_job_row *row, bool *found)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	MYSQL_STMT *st;
 	int rc, f;
 
@@ -1628,7 +1715,8 @@ int
 store_deliveries_each(struct store *s, uint64_t job_id,
     int (*cb)(void *, const struct store_delivery_row *), void *arg)
 {
-	struct binds p = { .n = 0 }, r = { .n = 0 };
+	BINDS(p);
+	BINDS(r);
 	struct store_delivery_row row;
 	MYSQL_STMT *st;
 	int rc, f;
@@ -1670,7 +1758,7 @@ static const char SQL_QUEUES[] =
 int
 store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_row *), void *arg)
 {
-	struct binds r = { .n = 0 };
+	BINDS(r);
 	struct store_queue_row row;
 	MYSQL_STMT *st;
 	int rc, f;

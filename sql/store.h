@@ -112,6 +112,7 @@ const char *store_outcome_name(int outcome);
 struct store_result {
 	uint64_t id, job_id;
 	int outcome;		/* enum store_outcome */
+	unsigned attempt;	/* which attempt this was (1 for the first) */
 	uint64_t retry_ms;	/* deferred: wait before the next attempt */
 	int code;		/* 0: no reply */
 	char status[16];
