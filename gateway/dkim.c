@@ -50,6 +50,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "core/strbuf.h"
 #include "core/daemon.h"
 #include "gateway/dkim.h"
 
@@ -72,35 +73,6 @@ struct dkim_key {
 	char *domain;
 	char *selector;
 };
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
 
 static bool
 is_wsp(char c)
@@ -388,7 +360,7 @@ head_fields(const char *head, size_t len, struct field *f, size_t max, size_t *n
 
 /* A field in relaxed canonical form, with its CRLF when crlf is set. */
 static void
-canon_field(struct buf *out, const char *p, size_t len, bool crlf)
+canon_field(struct strbuf *out, const char *p, size_t len, bool crlf)
 {
 	const char *colon = memchr(p, ':', len);
 	size_t name_len = (size_t)(colon - p), i;
@@ -401,9 +373,9 @@ canon_field(struct buf *out, const char *p, size_t len, bool crlf)
 
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
-		buf_add(out, &c, 1);
+		strbuf_add(out, &c, 1);
 	}
-	buf_add(out, ":", 1);
+	strbuf_add(out, ":", 1);
 	for (i = (size_t)(colon - p) + 1; i < len; i++) {
 		/* Unfolding: a CRLF inside a field is always followed by WSP. */
 		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') {
@@ -416,13 +388,13 @@ canon_field(struct buf *out, const char *p, size_t len, bool crlf)
 			continue;
 		}
 		if (wsp && any)
-			buf_add(out, " ", 1);
+			strbuf_add(out, " ", 1);
 		wsp = false;
 		any = true;
-		buf_add(out, p + i, 1);
+		strbuf_add(out, p + i, 1);
 	}
 	if (crlf)
-		buf_add(out, "\r\n", 2);
+		strbuf_add(out, "\r\n", 2);
 }
 
 /* A header field name as h= may list it: printable ASCII but ':', no
@@ -446,7 +418,7 @@ name_ok(const char *s, size_t n)
  */
 static int
 signed_fields(const struct field *f, size_t nf, const char *headers,
-    struct buf *data, char names[][NAME_LEN_MAX + 1], size_t *nnames)
+    struct strbuf *data, char names[][NAME_LEN_MAX + 1], size_t *nnames)
 {
 	bool used[FIELDS_MAX] = { false }, from = false;
 	const char *p = headers;
@@ -479,7 +451,7 @@ signed_fields(const struct field *f, size_t nf, const char *headers,
 
 /* Writes tags and folds before one that would pass column 78. */
 struct tagw {
-	struct buf b;
+	struct strbuf b;
 	size_t col;
 };
 
@@ -487,10 +459,10 @@ static void
 tag_fold(struct tagw *w, size_t next)
 {
 	if (w->col + 1 + next > LINE_SOFT) {
-		buf_add(&w->b, "\r\n ", 3);
+		strbuf_add(&w->b, "\r\n ", 3);
 		w->col = 1;
 	} else {
-		buf_add(&w->b, " ", 1);
+		strbuf_add(&w->b, " ", 1);
 		w->col++;
 	}
 }
@@ -498,7 +470,7 @@ tag_fold(struct tagw *w, size_t next)
 static void
 tag_add(struct tagw *w, const char *s, size_t n)
 {
-	buf_add(&w->b, s, n);
+	strbuf_add(&w->b, s, n);
 	w->col += n;
 }
 
@@ -534,7 +506,7 @@ tag_h(struct tagw *w, char names[][NAME_LEN_MAX + 1], size_t nn)
 		size_t n = strlen(names[i]) + 1;	/* the colon or semicolon after it */
 
 		if (i > 0 && w->col + n > LINE_SOFT) {
-			buf_add(&w->b, "\r\n ", 3);
+			strbuf_add(&w->b, "\r\n ", 3);
 			w->col = 1;
 		}
 		tag_add(w, names[i], n - 1);
@@ -582,7 +554,7 @@ sig_tags(struct tagw *w, const struct dkim_key *k, const char *bh,
 	tag(w, "bh=%s;", bh);
 	/* b= on a line of its own: its value then folds the same way
 	 * whatever its length. */
-	buf_add(&w->b, "\r\n b=", 5);
+	strbuf_add(&w->b, "\r\n b=", 5);
 	w->col = 3;
 }
 
@@ -594,7 +566,7 @@ sig_value(struct tagw *w, const char *b, size_t n)
 		size_t room = LINE_SOFT - w->col, take = n < room ? n : room;
 
 		if (room == 0) {
-			buf_add(&w->b, "\r\n ", 3);
+			strbuf_add(&w->b, "\r\n ", 3);
 			w->col = 1;
 			continue;
 		}
@@ -602,7 +574,7 @@ sig_value(struct tagw *w, const char *b, size_t n)
 		b += take;
 		n -= take;
 	}
-	buf_add(&w->b, "\r\n", 2);
+	strbuf_add(&w->b, "\r\n", 2);
 }
 
 char *
@@ -613,7 +585,7 @@ dkim_sign(const struct dkim_key *k, const char *head, size_t head_len,
 	char names[NAMES_MAX][NAME_LEN_MAX + 1];
 	unsigned char sig[SIG_MAX];
 	size_t nf, nn, siglen = sizeof(sig);
-	struct buf data = { 0 };
+	struct strbuf data = { 0 };
 	struct tagw w = { .col = 0 };
 	char *b = NULL;
 

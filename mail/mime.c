@@ -36,55 +36,12 @@
 
 #include <gmime/gmime.h>
 
+#include "core/strbuf.h"
 #include "mail/address.h"
 #include "mail/charset.h"
 #include "mail/mime.h"
 
 #define EW_CHARSET_MAX 64
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-/* Appends; on failure remembers it and keeps quiet, checked at the end. */
-static void
-buf_add(struct buf *b, const char *s, size_t len)
-{
-	size_t cap;
-	char *p;
-
-	if (b->oom)
-		return;
-	if (b->cap - b->len <= len) {
-		cap = b->cap ? b->cap : 128;
-		while (cap - b->len <= len)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, len);
-	b->len += len;
-	b->p[b->len] = '\0';
-}
-
-/* The string, or NULL (and nothing allocated) when an append failed. */
-static char *
-buf_take(struct buf *b)
-{
-	if (b->oom) {
-		free(b->p);
-		return NULL;
-	}
-	if (b->p == NULL)
-		return strdup("");
-	return b->p;
-}
 
 static void
 strip_controls(char *s)
@@ -103,7 +60,7 @@ strip_controls(char *s)
 static char *
 scrub_utf8(const char *s, size_t len)
 {
-	struct buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t i = 0, n;
 	unsigned char c;
 
@@ -111,14 +68,14 @@ scrub_utf8(const char *s, size_t len)
 		c = (unsigned char)s[i];
 		n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
 		if (n <= len - i && utf8_valid(s + i, n)) {
-			buf_add(&b, s + i, n);
+			strbuf_add(&b, s + i, n);
 			i += n;
 		} else {
-			buf_add(&b, "\xef\xbf\xbd", 3);
+			strbuf_add(&b, "\xef\xbf\xbd", 3);
 			i++;
 		}
 	}
-	return buf_take(&b);
+	return strbuf_take(&b);
 }
 
 static char *
@@ -217,15 +174,15 @@ b64val(char c)
 
 /* A decoded NUL would cut the C string short: it goes with the controls. */
 static void
-ew_put(struct buf *b, char c)
+ew_put(struct strbuf *b, char c)
 {
 	if (c != '\0')
-		buf_add(b, &c, 1);
+		strbuf_add(b, &c, 1);
 }
 
 /* Decoded bytes of one word, appended to b. Lenient about padding. */
 static void
-ew_decode(const struct ew *ew, struct buf *b)
+ew_decode(const struct ew *ew, struct strbuf *b)
 {
 	unsigned int acc = 0, bits = 0;
 	size_t i;
@@ -256,7 +213,7 @@ ew_decode(const struct ew *ew, struct buf *b)
 }
 
 static void
-ew_flush(struct buf *out, struct buf *pend, const char *charset)
+ew_flush(struct strbuf *out, struct strbuf *pend, const char *charset)
 {
 	char *u;
 
@@ -265,7 +222,7 @@ ew_flush(struct buf *out, struct buf *pend, const char *charset)
 	if ((u = any_to_utf8(charset, pend->p, pend->len)) == NULL)
 		out->oom = true;
 	else {
-		buf_add(out, u, strlen(u));
+		strbuf_add(out, u, strlen(u));
 		free(u);
 	}
 	pend->len = 0;
@@ -285,7 +242,7 @@ all_space(const char *s, size_t len)
 static char *
 rfc2047_decode(const char *s, size_t len)
 {
-	struct buf out = { 0 }, pend = { 0 };
+	struct strbuf out = { 0 }, pend = { 0 };
 	char cs[EW_CHARSET_MAX + 1] = "";
 	bool after_word = false;
 	size_t i = 0, lit = 0;
@@ -298,7 +255,7 @@ rfc2047_decode(const char *s, size_t len)
 		}
 		if (!after_word || !all_space(s + lit, i - lit)) {
 			ew_flush(&out, &pend, cs);
-			buf_add(&out, s + lit, i - lit);
+			strbuf_add(&out, s + lit, i - lit);
 		}
 		if (strcasecmp(cs, ew.charset) != 0) {
 			ew_flush(&out, &pend, cs);
@@ -309,10 +266,10 @@ rfc2047_decode(const char *s, size_t len)
 		i = lit = ew.end;
 	}
 	ew_flush(&out, &pend, cs);
-	buf_add(&out, s + lit, len - lit);
+	strbuf_add(&out, s + lit, len - lit);
 	free(pend.p);
 	out.oom |= pend.oom;
-	return buf_take(&out);
+	return strbuf_take(&out);
 }
 
 /*
@@ -322,7 +279,7 @@ rfc2047_decode(const char *s, size_t len)
 static char *
 header_decode(const char *raw)
 {
-	struct buf unf = { 0 };
+	struct strbuf unf = { 0 };
 	const char *p;
 	char *u, *v;
 	size_t a, z;
@@ -330,8 +287,8 @@ header_decode(const char *raw)
 	/* Unfolding is removing the line breaks (RFC 5322 2.2.3). */
 	for (p = raw; *p != '\0'; p++)
 		if (*p != '\r' && *p != '\n')
-			buf_add(&unf, p, 1);
-	if ((u = buf_take(&unf)) == NULL)
+			strbuf_add(&unf, p, 1);
+	if ((u = strbuf_take(&unf)) == NULL)
 		return NULL;
 	v = any_to_utf8(NULL, u, strlen(u));
 	free(u);
@@ -523,7 +480,7 @@ to_lf(char *s, size_t len)
 static char *
 unflow(const char *s, size_t len, bool delsp, size_t *outlen)
 {
-	struct buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t i = 0, n, depth, prev_depth = 0;
 	bool prev_flowed = false, first = true;
 	const char *line;
@@ -540,22 +497,22 @@ unflow(const char *s, size_t len, bool delsp, size_t *outlen)
 			line++, n--;
 		if (!(prev_flowed && depth == prev_depth)) {
 			if (!first)
-				buf_add(&b, "\n", 1);
+				strbuf_add(&b, "\n", 1);
 			for (size_t k = 0; k < depth; k++)
-				buf_add(&b, ">", 1);
+				strbuf_add(&b, ">", 1);
 			if (depth > 0)
-				buf_add(&b, " ", 1);
+				strbuf_add(&b, " ", 1);
 		}
 		first = false;
 		prev_flowed = n > 0 && line[n - 1] == ' ' &&
 		    !(n == 3 && memcmp(line, "-- ", 3) == 0);
 		prev_depth = depth;
-		buf_add(&b, line, n - (prev_flowed && delsp));
+		strbuf_add(&b, line, n - (prev_flowed && delsp));
 	}
 	if (len > 0 && s[len - 1] == '\n')
-		buf_add(&b, "\n", 1);
+		strbuf_add(&b, "\n", 1);
 	*outlen = b.len;
-	return buf_take(&b);
+	return strbuf_take(&b);
 }
 
 static int

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/strbuf.h"
 #include "mail/charset.h"
 #include "mail/rfc2047.h"
 
@@ -43,35 +44,6 @@
 #define WORD_MAX 75		/* RFC 2047 2 */
 #define WORD_OVERHEAD 12	/* "=?UTF-8?B?" and "?=" */
 #define WORD_MIN (WORD_OVERHEAD + 8)	/* room for one 4-octet character */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 128;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
 
 /*
  * The length of the well-formed UTF-8 sequence at s (at most n octets), with
@@ -123,7 +95,7 @@ utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 /* The input made safe for a header: see the top of the file. Each
  * malformed octet becomes one U+FFFD. */
 static void
-clean(const char *in, struct buf *out)
+clean(const char *in, struct strbuf *out)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t n = strlen(in), i = 0, len;
@@ -131,18 +103,18 @@ clean(const char *in, struct buf *out)
 
 	while (i < n) {
 		if ((len = utf8_next(s + i, n - i, &cp)) == 0) {
-			buf_add(out, "\xef\xbf\xbd", 3);
+			strbuf_add(out, "\xef\xbf\xbd", 3);
 			i++;
 			continue;
 		}
 		/* C0, DEL and C1 controls; TAB is white space in a header. */
 		if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f))
-			buf_add(out, " ", 1);
+			strbuf_add(out, " ", 1);
 		else
-			buf_add(out, (const char *)s + i, len);
+			strbuf_add(out, (const char *)s + i, len);
 		i += len;
 	}
-	buf_add(out, "", 0);	/* an empty value is "", not NULL */
+	strbuf_add(out, "", 0);	/* an empty value is "", not NULL */
 }
 
 static bool
@@ -180,7 +152,7 @@ ascii_plain(const char *s)
  * space alone is not allowed). With out NULL, only measure. Returns the
  * longest line, header name included. */
 static size_t
-fold_ascii(const char *s, size_t name_len, struct buf *out)
+fold_ascii(const char *s, size_t name_len, struct strbuf *out)
 {
 	size_t i, t, col = name_len, longest = name_len;
 	bool used = false;
@@ -189,11 +161,11 @@ fold_ascii(const char *s, size_t name_len, struct buf *out)
 		t = token_len(s + i);
 		if (used && col + t > LINE_SOFT && !is_wsp(s[i + t - 1])) {
 			if (out != NULL)
-				buf_add(out, "\r\n", 2);
+				strbuf_add(out, "\r\n", 2);
 			col = 0;
 		}
 		if (out != NULL)
-			buf_add(out, s + i, t);
+			strbuf_add(out, s + i, t);
 		col += t;
 		used = true;
 		if (col > longest)
@@ -203,7 +175,7 @@ fold_ascii(const char *s, size_t name_len, struct buf *out)
 }
 
 static void
-base64(const unsigned char *in, size_t n, struct buf *out)
+base64(const unsigned char *in, size_t n, struct strbuf *out)
 {
 	static const char tab[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -220,7 +192,7 @@ base64(const unsigned char *in, size_t n, struct buf *out)
 		q[1] = tab[(v >> 12) & 63];
 		q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
 		q[3] = i + 2 < n ? tab[v & 63] : '=';
-		buf_add(out, q, 4);
+		strbuf_add(out, q, 4);
 	}
 }
 
@@ -240,7 +212,7 @@ word_room(size_t wmax)
 /* Encoded words, one a line. The first one is sized to fit beside the
  * header name when it can; it always holds at least one character. */
 static void
-encode_words(const char *s, size_t name_len, struct buf *out)
+encode_words(const char *s, size_t name_len, struct strbuf *out)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t n = strlen(s), i = 0, room, take, len;
@@ -259,10 +231,10 @@ encode_words(const char *s, size_t name_len, struct buf *out)
 				break;
 		}
 		if (i > 0)
-			buf_add(out, "\r\n ", 3);
-		buf_add(out, "=?UTF-8?B?", 10);
+			strbuf_add(out, "\r\n ", 3);
+		strbuf_add(out, "=?UTF-8?B?", 10);
 		base64(u + i, take, out);
-		buf_add(out, "?=", 2);
+		strbuf_add(out, "?=", 2);
 		i += take;
 		room = word_room(WORD_MAX);
 	}
@@ -276,7 +248,7 @@ encode_words(const char *s, size_t name_len, struct buf *out)
  * part of it does too, and a failed conversion here means no memory.
  */
 static void
-encode_words_conv(const char *s, size_t name_len, const char *charset, struct buf *out)
+encode_words_conv(const char *s, size_t name_len, const char *charset, struct strbuf *out)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t n = strlen(s), i = 0, take, len, clen, best_len, room;
@@ -311,12 +283,12 @@ encode_words_conv(const char *s, size_t name_len, const char *charset, struct bu
 		if (best == NULL)
 			break;
 		if (i > 0)
-			buf_add(out, "\r\n ", 3);
-		buf_add(out, "=?", 2);
-		buf_add(out, charset, strlen(charset));
-		buf_add(out, "?B?", 3);
+			strbuf_add(out, "\r\n ", 3);
+		strbuf_add(out, "=?", 2);
+		strbuf_add(out, charset, strlen(charset));
+		strbuf_add(out, "?B?", 3);
 		base64((const unsigned char *)best, best_len, out);
-		buf_add(out, "?=", 2);
+		strbuf_add(out, "?=", 2);
 		free(best);
 		i += take;
 		room = word_room_for(WORD_MAX, overhead);
@@ -327,7 +299,7 @@ char *
 rfc2047_encode_charset(const char *utf8, size_t name_len, const char *charset,
     bool *unfit)
 {
-	struct buf text = { 0 }, out = { 0 };
+	struct strbuf text = { 0 }, out = { 0 };
 	char *conv;
 
 	if (unfit != NULL)
@@ -339,7 +311,7 @@ rfc2047_encode_charset(const char *utf8, size_t name_len, const char *charset,
 		free(text.p);
 		return NULL;
 	}
-	buf_add(&out, "", 0);
+	strbuf_add(&out, "", 0);
 	if (ascii_plain(text.p) && fold_ascii(text.p, name_len, NULL) <= LINE_HARD)
 		fold_ascii(text.p, name_len, &out);
 	else if ((conv = charset_from_utf8(charset, text.p, text.len, NULL, NULL)) != NULL) {
@@ -361,14 +333,14 @@ rfc2047_encode_charset(const char *utf8, size_t name_len, const char *charset,
 char *
 rfc2047_encode(const char *utf8, size_t name_len)
 {
-	struct buf text = { 0 }, out = { 0 };
+	struct strbuf text = { 0 }, out = { 0 };
 
 	clean(utf8 ? utf8 : "", &text);
 	if (text.oom) {
 		free(text.p);
 		return NULL;
 	}
-	buf_add(&out, "", 0);
+	strbuf_add(&out, "", 0);
 	if (ascii_plain(text.p) && fold_ascii(text.p, name_len, NULL) <= LINE_HARD)
 		fold_ascii(text.p, name_len, &out);
 	else
