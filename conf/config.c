@@ -139,12 +139,18 @@ static const struct conf_key relay_keys[] = {
 	{ "auth_user", K_STR, "", 0, 0, RC(auth_user), "AUTH user" },
 	{ "auth_password_file", K_STR, "", 0, 0, RC(auth_password_file), "AUTH password file, mode 600" },
 	{ "auth_without_tls", K_BOOL, "no", 0, 0, RC(auth_without_tls), "allow AUTH in clear" },
+	{ "retry_intervals", K_STR, "", 0, 0, RC(retry.intervals), "its own [retry] intervals" },
+	{ "max_attempts", K_UINT, "0", 0, 1000, RC(retry.max_attempts), "its own [retry] max_attempts" },
+	{ "max_age", K_DURATION, "0", 0, 60 * DAY, RC(retry.max_age_ms), "its own [retry] max_age" },
 	LIMIT_KEYS(struct relay_conf, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 	{ NULL }
 };
 static const struct conf_key pace_keys[] = {
 	{ "relay", K_STR, "", 0, 0, PC(relay), "send through this relay" },
 	{ "mx_domain", K_STR, "", 0, 0, PC(mx_domain), "or to the MX hosts of this domain" },
+	{ "retry_intervals", K_STR, "", 0, 0, PC(retry.intervals), "its own [retry] intervals" },
+	{ "max_attempts", K_UINT, "0", 0, 1000, PC(retry.max_attempts), "its own [retry] max_attempts" },
+	{ "max_age", K_DURATION, "0", 0, 60 * DAY, PC(retry.max_age_ms), "its own [retry] max_age" },
 	{ "charset", K_STR, "utf-8", 0, 0, PC(charset), "utf-8 or iso-2022-jp" },
 	{ "suspend_on", K_STR, "", 0, 0, PC(suspend_on), "4xx texts that suspend" },
 	LIMIT_KEYS(struct pace_conf, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
@@ -178,6 +184,9 @@ struct loader {
 	size_t errlen;
 	int failed;
 };
+
+static void parse_intervals(struct loader *ld, const char *sec, const char *key, const char *raw,
+    uint64_t **out, size_t *n);
 
 static void __attribute__((format(printf, 4, 5)))
 fail(struct loader *ld, const char *sec, const char *key, const char *fmt, ...)
@@ -490,6 +499,8 @@ load_relay(struct loader *ld, dictionary *d, const char *sec, struct hato_config
 	apply_section(ld, d, sec, relay_keys, r, true);
 	if (!ld->failed)
 		check_charset(ld, sec, r->charset);
+	if (!ld->failed)
+		parse_intervals(ld, sec, "retry_intervals", r->retry.intervals, &r->retry.ms, &r->retry.n);
 	if (ld->failed)
 		return;
 	if (!*r->host) {
@@ -547,6 +558,8 @@ load_pace(struct loader *ld, dictionary *d, const char *sec, struct hato_config 
 	apply_section(ld, d, sec, pace_keys, p, true);
 	if (!ld->failed)
 		check_charset(ld, sec, p->charset);
+	if (!ld->failed)
+		parse_intervals(ld, sec, "retry_intervals", p->retry.intervals, &p->retry.ms, &p->retry.n);
 	/* One queue serves every domain of the policy, so it needs one place
 	 * to send to: a relay, or the MX hosts of one domain (au's domains
 	 * share KDDI's exchangers). */
@@ -632,24 +645,31 @@ load_multi(struct loader *ld, dictionary *d, struct hato_config *c)
 }
 
 static void
-load_retry(struct loader *ld, struct hato_config *c)
+parse_intervals(struct loader *ld, const char *sec, const char *key, const char *raw,
+    uint64_t **out, size_t *n)
 {
-	char *list = xstrdup(c->retry_intervals_raw), *tok, *save = NULL;
+	char *list = xstrdup(raw), *tok, *save = NULL;
 	const char *why = NULL;
 	uint64_t ms = 0;
 
 	for (tok = strtok_r(list, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
 		why = NULL;
 		if (duration_parse(tok, &ms, &why) < 0 || ms == 0) {
-			fail(ld, "retry", "intervals", "'%s': %s", tok, why ? why : "a wait of zero");
+			fail(ld, sec, key, "'%s': %s", tok, why ? why : "a wait of zero");
 			break;
 		}
-		c->retry_ms = realloc(c->retry_ms, (c->nretry + 1) * sizeof(uint64_t));
-		if (!c->retry_ms)
+		*out = realloc(*out, (*n + 1) * sizeof(uint64_t));
+		if (!*out)
 			fatalx("config: out of memory");
-		c->retry_ms[c->nretry++] = ms;
+		(*out)[(*n)++] = ms;
 	}
 	free(list);
+}
+
+static void
+load_retry(struct loader *ld, struct hato_config *c)
+{
+	parse_intervals(ld, "retry", "intervals", c->retry_intervals_raw, &c->retry_ms, &c->nretry);
 	if (!ld->failed && c->nretry == 0)
 		fail(ld, "retry", "intervals", "at least one interval is needed");
 }
@@ -830,13 +850,16 @@ config_free(struct hato_config *c)
 	free_strings(cleaning_keys, c);
 	for (size_t i = 0; i < c->nrelays; i++) {
 		free_strings(relay_keys, &c->relays[i]);
+		free(c->relays[i].retry.ms);
 		if (c->relays[i].auth_password) {
 			explicit_bzero(c->relays[i].auth_password, strlen(c->relays[i].auth_password));
 			free(c->relays[i].auth_password);
 		}
 	}
-	for (size_t i = 0; i < c->npaces; i++)
+	for (size_t i = 0; i < c->npaces; i++) {
 		free_strings(pace_keys, &c->paces[i]);
+		free(c->paces[i].retry.ms);
+	}
 	for (size_t i = 0; i < c->nsubmitters; i++) {
 		struct submitter_conf *s = &c->submitters[i];
 		free_strings(submitter_keys, s);
@@ -909,6 +932,31 @@ config_retry_delay_ms(const struct hato_config *c, unsigned attempts)
 	if (attempts > c->nretry)
 		return c->retry_ms[c->nretry - 1];
 	return c->retry_ms[attempts - 1];
+}
+
+void
+config_retry_for(const struct hato_config *c, const char *dest, struct retry_policy *out)
+{
+	const struct retry_override *o = NULL;
+	const struct relay_conf *r;
+	const struct pace_conf *p;
+
+	if (strncmp(dest, "relay:", 6) == 0 && (r = config_relay(c, dest + 6)))
+		o = &r->retry;
+	else if (strncmp(dest, "pace:", 5) == 0 && (p = config_pace(c, dest + 5)))
+		o = &p->retry;
+	out->ms = o && o->n ? o->ms : c->retry_ms;
+	out->n = o && o->n ? o->n : c->nretry;
+	out->max_attempts = o && o->max_attempts ? o->max_attempts : c->max_attempts;
+	out->max_age_ms = o && o->max_age_ms ? o->max_age_ms : c->max_age_ms;
+}
+
+uint64_t
+retry_policy_delay_ms(const struct retry_policy *p, unsigned attempts)
+{
+	if (attempts == 0 || p->n == 0)
+		return 0;
+	return p->ms[(attempts <= p->n ? attempts : p->n) - 1];
 }
 
 const char *

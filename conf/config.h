@@ -35,8 +35,26 @@ struct limits {
 	unsigned quiet_minutes;		/* not in the first N minutes of an hour */
 };
 
+/* Retries of one destination: [retry], or a relay's or pace policy's own. */
+struct retry_policy {
+	const uint64_t *ms;		/* waits after each failed attempt; the last repeats */
+	size_t n;
+	unsigned max_attempts;
+	uint64_t max_age_ms;
+};
+
+/* A relay's or pace policy's own retry settings ("" / 0: those of [retry]). */
+struct retry_override {
+	char *intervals;
+	uint64_t *ms;
+	size_t n;
+	unsigned max_attempts;
+	uint64_t max_age_ms;
+};
+
 struct relay_conf {
 	char name[64];
+	struct retry_override retry;
 	char *host;
 	unsigned port;
 	int tls;			/* enum tls_mode */
@@ -54,6 +72,7 @@ struct relay_conf {
 
 struct pace_conf {
 	char name[64];
+	struct retry_override retry;
 	char *relay;			/* send through this relay, or */
 	char *mx_domain;		/* to the MX hosts of this domain */
 	char *charset;
@@ -153,6 +172,10 @@ const struct submitter_conf *config_submitter_by_address(const struct hato_confi
 
 /* The wait before attempt number `attempts + 1`, after `attempts` failures. */
 uint64_t config_retry_delay_ms(const struct hato_config *c, unsigned attempts);
+/* The retry policy of a destination key ("relay:NAME", "pace:NAME", "mx:..."),
+ * and its wait after `attempts` failures. */
+void config_retry_for(const struct hato_config *c, const char *dest, struct retry_policy *out);
+uint64_t retry_policy_delay_ms(const struct retry_policy *p, unsigned attempts);
 
 /* The default config path: $HATO_CONFIG or /etc/hato/hato.ini. */
 const char *config_default_path(void);

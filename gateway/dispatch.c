@@ -265,7 +265,8 @@ msg_free(struct dispatch *d, struct dmsg *m)
 /* ---- outcomes ---- */
 
 static int
-classify(const struct dispatch *d, const struct dmsg *m, const struct smtpc_reply *r, char *note, size_t notelen)
+classify(const struct retry_policy *rp, const struct dmsg *m, const struct smtpc_reply *r,
+    char *note, size_t notelen)
 {
 	unsigned attempts = m->lease.attempts + 1;
 	double age = (double)time(NULL) - m->lease.created;
@@ -275,11 +276,11 @@ classify(const struct dispatch *d, const struct dmsg *m, const struct smtpc_repl
 		return OUTCOME_SENT;
 	if (r->code >= 500 || (r->code == 0 && r->status[0] == '5'))
 		return OUTCOME_FAILED;
-	if (attempts >= d->cf->max_attempts) {
+	if (attempts >= rp->max_attempts) {
 		snprintf(note, notelen, "gave up after %u attempts: ", attempts);
 		return OUTCOME_FAILED;
 	}
-	if (age * 1000 >= (double)d->cf->max_age_ms) {
+	if (age * 1000 >= (double)rp->max_age_ms) {
 		snprintf(note, notelen, "expired after %.0f s: ", age);
 		return OUTCOME_FAILED;
 	}
@@ -307,6 +308,7 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
     const struct smtpc_reply *r)
 {
 	struct store_result *res;
+	struct retry_policy rp;
 	char note[64], q[600];
 
 	if (d->nres == d->capres) {
@@ -318,7 +320,8 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 	memset(res, 0, sizeof(*res));
 	res->id = m->lease.id;
 	res->job_id = m->lease.job_id;
-	res->outcome = classify(d, m, r, note, sizeof(note));
+	config_retry_for(d->cf, dest, &rp);
+	res->outcome = classify(&rp, m, r, note, sizeof(note));
 	res->attempt = m->lease.attempts + 1;
 	res->code = r->code;
 	snprintf(res->status, sizeof(res->status), "%s", r->status);
@@ -327,7 +330,7 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 	snprintf(res->dest, sizeof(res->dest), "%s", dest);
 	snprintf(res->host, sizeof(res->host), "%s", host ? host : "");
 	if (res->outcome == OUTCOME_DEFERRED)
-		res->retry_ms = config_retry_delay_ms(d->cf, m->lease.attempts + 1);
+		res->retry_ms = retry_policy_delay_ms(&rp, m->lease.attempts + 1);
 	snprintf(res->address, sizeof(res->address), "%s", m->lease.address);
 	if (res->outcome != OUTCOME_SENT) {
 		bool soft;

@@ -111,5 +111,41 @@ def test_data_stage_4xx_then_5xx():
     env.stop_clean()
 
 
+@H.timeout(60)
+def test_schedule_and_expiry_per_relay():
+    """451 three times, then 250: sent on the fourth attempt, each retry after
+    the relay's own schedule (1s 2s, the last repeating); a delivery that stays
+    4xx past the relay's max_age expires as failed with its last reply."""
+    env = H.Env("retry_sched")
+    env.relay_sink("default", script={"rules": [
+        {"match": "thrice@*", "rcpt": ["451 4.3.0 one", "451 4.3.0 two", "451 4.3.0 three", "250 2.1.5 Ok"]},
+        {"match": "never@*", "rcpt": ["451 4.7.1 Greylisted, try again"]},
+    ]})
+    env.relay_sink("stale", script={"rules": [{"match": "*", "rcpt": ["451 4.7.1 Greylisted, try again"]}]})
+    env.route("stale.example", "relay:stale")
+    env.route("*", "relay:default")
+    env.config.section("retry").update({"intervals": "5m", "max_attempts": 10, "max_age": "1h"})
+    env.config.section("relay default").update({"retry_intervals": "1s 2s", "max_attempts": 8})
+    env.config.section("relay stale").update({"retry_intervals": "1s", "max_age": "3s"})
+    env.start()
+    job = submit(env, ["thrice@example.com", "old@stale.example"])
+    env.wait_job_done(job, 40)
+    d = by_address(env, job)
+    r = d["thrice@example.com"]
+    check_eq((r["state"], int(r["attempts"])), ("sent", 4), "thrice@example.com state, attempts")
+    log = env.delivery_log(r["id"])
+    check_eq([row["outcome"] for row in log], ["deferred", "deferred", "deferred", "sent"], "outcomes")
+    waits = [(b["at"] - a["at"]).total_seconds() for a, b in zip(log, log[1:])]
+    H.log("waits between attempts: %r" % waits)
+    for got, want in zip(waits, [1, 2, 2]):
+        check(want - 0.05 <= got < want + 2, "a retry after %.2fs, scheduled after %ds (waits %r)", got, want, waits)
+    x = d["old@stale.example"]
+    check_eq(x["state"], "failed", "old@stale.example state after its max_age")
+    check("expired" in (x["last_text"] or "") and "Greylisted" in (x["last_text"] or ""),
+          "the expiry does not keep the last reply: %r", x["last_text"])
+    check_eq(x["last_code"], 451, "last code of the expired delivery")
+    env.stop_clean()
+
+
 if __name__ == "__main__":
     H.main(globals())
