@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 
 #include "conf/config.h"
+#include "core/duration.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "intake/feedback.h"
@@ -219,7 +220,7 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 
 	/* Checked before anything is stored: a bad Send-At, Rate or Send-By
 	 * is the submitter's to fix. */
-	if (schedule_plan(sub, sub->naccepted, (double)time(NULL), &plan, err, sizeof(err)) < 0) {
+	if (schedule_plan(sub, sub->naccepted, (double)clock_wall_ms() / 1000, &plan, err, sizeof(err)) < 0) {
 		snprintf(reply, replylen, "550 5.6.0 %s", err);
 		return;
 	}
