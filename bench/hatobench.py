@@ -771,8 +771,71 @@ def w1_throughput(ctx):
 # --------------------------------------------------------------------------
 # Not measured yet: each becomes one function.
 
+def vm_hwm_kb(pid):
+    """Peak resident set of a process (VmHWM), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
 def w4_memory(ctx):
-    ctx.rows.append(row("W4", "memory", "", None, None, "", "", None, "not measured yet"))
+    """Peak RSS of intake reading a submission of about 20 MB, and of the
+    gateway with 1,000,000 deliveries queued behind a slow paced
+    destination (it must stream from the database, never load a job)."""
+    n_total = 100000 if ctx.args.quick else 1000000
+    mail_mb = 4 if ctx.args.quick else 20
+    scope = H._scope = H._Scope()
+    try:
+        env = H.Env("w4")
+        env.relay_sink("slow")
+        env.pace("slow", relay="slow", messages=1, interval="1s", connections=1, per_connection=1000)
+        env.route("*", "pace:slow")
+        env.config.section("log")["level"] = "notice"
+        env.config.section("intake")["max_message_size"] = "100M"
+        env.start(gateway=False)
+        # A CSV whose base64 form makes a mail of about mail_mb MB.
+        per = len("w4u0000000@example.com\n")
+        n_first = min(n_total, int(mail_mb * 1e6 * 3 / 4 / per))
+        say("== W4 memory: intake of a %d MB submission (%d recipients), gateway with %d queued"
+            % (mail_mb, n_first, n_total))
+        csv = "".join("w4u%07d@example.com\n" % i for i in range(n_first)).encode()
+        data = env.submission([], SUBJECT, dm_body(), attachments=[("list.csv", "text/csv", csv)])
+        base = vm_hwm_kb(env.intake.pid)
+        r = env.submit(data).one()
+        if r.code != 250:
+            raise BenchError("W4 submission refused: %r" % r)
+        intake_peak = vm_hwm_kb(env.intake.pid)
+        if n_total > n_first:
+            csv = "".join("w4v%07d@example.com\n" % i for i in range(n_total - n_first)).encode()
+            r = env.submit(env.submission([], SUBJECT, dm_body(),
+                                          attachments=[("list2.csv", "text/csv", csv)])).one()
+            if r.code != 250:
+                raise BenchError("W4 second submission refused: %r" % r)
+        queued = env.db.scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'queued'")
+        env.start_gateway()
+        t_end = time.monotonic() + (10 if ctx.args.quick else 30)
+        while time.monotonic() < t_end:
+            env.gateway.assert_running()
+            time.sleep(0.5)
+        gw_peak = vm_hwm_kb(env.gateway.pid)
+        sent = len(env.sinks["slow"].messages())
+    finally:
+        H._run_cleanups(scope)
+    f = {"submission_bytes": len(data), "recipients_in_it": n_first, "intake_hwm_kb_before": base,
+         "intake_hwm_kb": intake_peak, "queued": queued, "gateway_hwm_kb": gw_peak, "sent_meanwhile": sent}
+    ctx.figures["W4"] = f
+    size_mb = len(data) / 1e6
+    say("   intake peak %.1f MB for a %.1f MB mail (%.2fx); gateway peak %.1f MB with %d queued (%d sent meanwhile)"
+        % (intake_peak / 1024, size_mb, intake_peak * 1024 / len(data), gw_peak / 1024, queued, sent))
+    ctx.rows.append(row("W4", "gateway peak RSS, %s deliveries queued behind a 1/s pace" % format(queued, ","),
+                        "MB", round(gw_peak / 1024, 1), 64, "target", "<= 64 MB", gw_peak / 1024 <= 64,
+                        "%d sent meanwhile" % sent, lower=True))
+    ctx.rows.append(row("W4", "intake peak RSS, a %.1f MB submission" % size_mb, "MB", round(intake_peak / 1024, 1),
+                        round(3 * size_mb, 1), "3x the mail", "<= 3x the message size",
+                        intake_peak * 1024 <= 3 * len(data), "%d recipients; %.0f MB before" % (n_first, base / 1024),
+                        lower=True))
 
 
 def w6_pacing(ctx):

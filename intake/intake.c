@@ -30,6 +30,7 @@
 
 #include "conf/config.h"
 #include "core/duration.h"
+#include "core/strbuf.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "intake/feedback.h"
@@ -133,15 +134,25 @@ intake_parse_send_at(const char *s, double *when, const char **why)
 
 /* Build the recipient rows of the accepted addresses, each with its
  * destination by the route table (the gateway re-routes on reload). */
-#define ROW_BUF (ADDR_MAX + 1 + 128)
+/*
+ * The rows of the accepted addresses, each with its destination by the
+ * route table (the gateway re-routes on reload). Their strings are packed
+ * in one arena at their real lengths, and a destination is looked up once
+ * per run of the same domain: a list of a million recipients costs tens of
+ * octets each, not the size of an address buffer.
+ */
 static struct store_rcpt_new *
 accepted_rows(const struct hato_config *cf, const struct submission *sub, char **bufs, size_t *n)
 {
 	size_t cap = sub->naccepted ? sub->naccepted : 1;
 	struct store_rcpt_new *rows = calloc(cap, sizeof(*rows));
-	char *buf = malloc(cap * ROW_BUF);
+	size_t *addr_off = malloc(cap * sizeof(size_t)), *dest_off = malloc(cap * sizeof(size_t));
+	struct strbuf arena = { 0 };
+	char addr[ADDR_MAX + 1], dest[128] = "";
+	const char *last_domain = NULL;
+	size_t last_dest = 0;
 
-	if (!rows || !buf)
+	if (!rows || !addr_off || !dest_off)
 		fatalx("intake: out of memory");
 	*n = 0;
 	for (size_t i = 0; i < sub->nrcpt; i++) {
@@ -149,17 +160,30 @@ accepted_rows(const struct hato_config *cf, const struct submission *sub, char *
 		const struct route *rt;
 		if (r->verdict != RCPT_ACCEPTED)
 			continue;
-		char *a = buf + *n * ROW_BUF, *dest = a + ADDR_MAX + 1;
-		addr_canonical(&r->addr, a, ADDR_MAX + 1);
-		dest[0] = '\0';
-		if ((rt = routes_match(cf->routes, r->addr.domain)))
-			routes_dest_key(rt, r->addr.domain, dest, 128);
-		rows[*n].address = a;
+		size_t len = addr_canonical(&r->addr, addr, sizeof(addr));
+		addr_off[*n] = arena.len;
+		strbuf_add(&arena, addr, (len < sizeof(addr) ? len : sizeof(addr) - 1) + 1);
+		if (!last_domain || strcmp(last_domain, r->addr.domain) != 0) {
+			dest[0] = '\0';
+			if ((rt = routes_match(cf->routes, r->addr.domain)))
+				routes_dest_key(rt, r->addr.domain, dest, sizeof(dest));
+			last_domain = r->addr.domain;
+			last_dest = arena.len;
+			strbuf_add(&arena, dest, strlen(dest) + 1);
+		}
+		dest_off[*n] = last_dest;
 		rows[*n].domain = r->addr.domain;
-		rows[*n].dest = dest;
 		(*n)++;
 	}
-	*bufs = buf;
+	if (!(*bufs = strbuf_take(&arena)))
+		fatalx("intake: out of memory");
+	/* The arena moved while it grew: point into it only now. */
+	for (size_t i = 0; i < *n; i++) {
+		rows[i].address = *bufs + addr_off[i];
+		rows[i].dest = *bufs + dest_off[i];
+	}
+	free(addr_off);
+	free(dest_off);
 	return rows;
 }
 
