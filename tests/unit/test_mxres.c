@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/peer.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -104,60 +105,6 @@ struct fx {
 
 /* ---- the server subprocess ---- */
 
-static const char *
-source_dir(void)
-{
-	static char dir[512];
-	const char *env = getenv("HATO_SOURCE");
-	char *p;
-
-	if (env != NULL && *env != '\0')
-		return env;
-	/* Run by hand: this file's path knows the tree. */
-	snprintf(dir, sizeof dir, "%s", __FILE__);
-	if ((p = strstr(dir, "/tests/unit/")) != NULL)
-		*p = '\0';
-	else
-		snprintf(dir, sizeof dir, ".");
-	return dir;
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-/* The whole file, NUL-terminated (at most 1 MiB); "" when absent. */
-static char *
-read_file(const char *path)
-{
-	static const size_t max = 1 << 20;
-	char *buf = calloc(1, max + 1);
-	FILE *f = fopen(path, "r");
-	size_t n = 0;
-
-	assert_non_null(buf);
-	if (f != NULL) {
-		n = fread(buf, 1, max, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 static double
 now_s(void)
 {
@@ -188,59 +135,19 @@ static void
 server_start(struct fx *fx)
 {
 	char script[600];
-	char *port;
-	int i;
+	const char *argv[] = { "python3", script, "--zone", fx->zonef, "--port", "0",
+	    "--port-file", fx->portf, "--log", fx->logf, "--max-time", "90", NULL };
 
 	write_zone(fx);
 	snprintf(script, sizeof script, "%s/tests/harness/dnsserver.py", source_dir());
-	fx->pid = fork();
-	assert_true(fx->pid >= 0);
-	if (fx->pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (devnull >= 0)
-			dup2(devnull, STDOUT_FILENO);
-		execl("/usr/bin/python3", "python3", script, "--zone", fx->zonef, "--port", "0",
-		    "--port-file", fx->portf, "--log", fx->logf, "--max-time", "90", (char *)NULL);
-		_exit(127);
-	}
-	/* Up to 10 s for the port file, written atomically once listening. */
-	for (i = 0; i < 500; i++) {
-		port = read_file(fx->portf);
-		fx->port = atoi(port);
-		free(port);
-		if (fx->port > 0) {
-			snprintf(fx->servers, sizeof fx->servers, "127.0.0.1:%d", fx->port);
-			return;
-		}
-		if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-			fx->pid = 0;
-			fail_msg("the DNS server exited before listening");
-		}
-		sleep_ms(20);
-	}
-	fail_msg("the DNS server did not listen within 10 s");
+	fx->port = peer_start(&fx->pid, argv, fx->portf, NULL, "DNS server");
+	snprintf(fx->servers, sizeof fx->servers, "127.0.0.1:%d", fx->port);
 }
 
 static void
 server_stop(struct fx *fx)
 {
-	int i;
-
-	if (fx->pid <= 0)
-		return;
-	kill(fx->pid, SIGTERM);
-	for (i = 0; i < 250; i++) {
-		if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-			fx->pid = 0;
-			return;
-		}
-		sleep_ms(20);
-	}
-	kill(fx->pid, SIGKILL);
-	waitpid(fx->pid, NULL, 0);
-	fx->pid = 0;
+	peer_stop(&fx->pid);
 }
 
 /* How many times the server was asked this ("example.test MX"), or
