@@ -935,15 +935,24 @@ config_retry_delay_ms(const struct hato_config *c, unsigned attempts)
 }
 
 void
+config_dest(const struct hato_config *c, const char *dest,
+    const struct relay_conf **relay, const struct pace_conf **pace)
+{
+	*relay = strncmp(dest, "relay:", 6) == 0 ? config_relay(c, dest + 6) : NULL;
+	*pace = strncmp(dest, "pace:", 5) == 0 ? config_pace(c, dest + 5) : NULL;
+}
+
+void
 config_retry_for(const struct hato_config *c, const char *dest, struct retry_policy *out)
 {
 	const struct retry_override *o = NULL;
 	const struct relay_conf *r;
 	const struct pace_conf *p;
 
-	if (strncmp(dest, "relay:", 6) == 0 && (r = config_relay(c, dest + 6)))
+	config_dest(c, dest, &r, &p);
+	if (r)
 		o = &r->retry;
-	else if (strncmp(dest, "pace:", 5) == 0 && (p = config_pace(c, dest + 5)))
+	else if (p)
 		o = &p->retry;
 	out->ms = o && o->n ? o->ms : c->retry_ms;
 	out->n = o && o->n ? o->n : c->nretry;

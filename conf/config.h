@@ -165,6 +165,12 @@ void config_free(struct hato_config *c);
 
 const struct relay_conf *config_relay(const struct hato_config *c, const char *name);
 const struct pace_conf *config_pace(const struct hato_config *c, const char *name);
+/* What a destination key ("relay:NAME", "pace:NAME", "mx:DOMAIN") names:
+ * *relay or *pace is set (the other NULL), or both NULL for MX and for a
+ * name the configuration does not have. */
+void config_dest(const struct hato_config *c, const char *dest,
+    const struct relay_conf **relay, const struct pace_conf **pace);
+
 /* The DKIM signing setup of a sending domain, or NULL. */
 const struct dkim_conf *config_dkim(const struct hato_config *c, const char *domain);
 /* The submitter owning this From address (case-insensitive), or NULL. */

@@ -159,10 +159,8 @@ configured_rate(const struct hato_config *cf, const char *dest, char *buf, size_
 	const struct pace_conf *p;
 
 	*per_s = 0;
-	if (strncmp(dest, "relay:", 6) == 0 && (r = config_relay(cf, dest + 6)))
-		lim = &r->lim;
-	else if (strncmp(dest, "pace:", 5) == 0 && (p = config_pace(cf, dest + 5)))
-		lim = &p->lim;
+	config_dest(cf, dest, &r, &p);
+	lim = r ? &r->lim : p ? &p->lim : NULL;
 	if (!lim || !lim->messages || !lim->interval_ms) {
 		snprintf(buf, len, "-");
 		return;

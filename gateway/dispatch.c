@@ -169,12 +169,13 @@ dest_conf(const struct hato_config *cf, const char *key, struct dest_conf *dc)
 	dc->suspend_on = "";
 	dc->tls = cf->mx_tls;
 	dc->verify = false;	/* opportunistic TLS takes any certificate (RFC 7435) */
-	if (strncmp(key, "relay:", 6) == 0 && (r = config_relay(cf, key + 6))) {
+	config_dest(cf, key, &r, &p);
+	if (r) {
 		dc->relay = r;
 		dc->lim = &r->lim;
 		dc->charset = r->charset;
 		dc->suspend_on = r->suspend_on;
-	} else if (strncmp(key, "pace:", 5) == 0 && (p = config_pace(cf, key + 5))) {
+	} else if (p) {
 		dc->relay = *p->relay ? config_relay(cf, p->relay) : NULL;
 		dc->mx_domain = p->mx_domain;
 		dc->lim = &p->lim;
@@ -1179,18 +1180,6 @@ redest(struct dispatch *d)
 
 /* ---- start, reload and stop ---- */
 
-static void *
-db_init(void *arg)
-{
-	return store_new(arg);
-}
-
-static void
-db_fini(void *ctx)
-{
-	store_free(ctx);
-}
-
 static void
 proto_from(struct smtpc_conf *p, const struct hato_config *cf)
 {
@@ -1261,7 +1250,7 @@ dispatch_new(struct event_base *base, const struct hato_config *cf, char *err, s
 		dispatch_free(d);
 		return NULL;
 	}
-	d->db = worker_create(base, "gateway-db", db_init, db_fini, (void *)cf);
+	d->db = worker_create(base, "gateway-db", store_worker_init, store_worker_fini, (void *)cf);
 	d->claim_ev = evtimer_new(base, claim_now, d);
 	d->flush_ev = evtimer_new(base, flush_now, d);
 	return d;

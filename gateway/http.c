@@ -68,18 +68,6 @@ static const char PAGE_HEAD[] =
     "<title>配信停止 / Unsubscribe</title></head><body>\n";
 static const char PAGE_TAIL[] = "</body></html>\n";
 
-static void *
-worker_init(void *arg)
-{
-	return store_new(arg);
-}
-
-static void
-worker_fini(void *ctx)
-{
-	store_free(ctx);
-}
-
 static void
 send_body(struct evhttp_request *req, int code, const char *reason, const char *ctype,
     struct evbuffer *body)
@@ -390,7 +378,7 @@ http_new(struct event_base *base, const struct hato_config *cf, char *err, size_
 		free(h);
 		return NULL;
 	}
-	h->worker = worker_create(base, "http-db", worker_init, worker_fini, (void *)cf);
+	h->worker = worker_create(base, "http-db", store_worker_init, store_worker_fini, (void *)cf);
 	log_info("http listening on %s unsubscribe=%s", cf->http_listen, *h->prefix ? h->prefix : "-");
 	return h;
 }

@@ -64,18 +64,6 @@ struct intake_task {
 	char (*replies)[REPLY_MAX];	/* one per recipient */
 };
 
-static void *
-worker_init(void *arg)
-{
-	return store_new(arg);
-}
-
-static void
-worker_fini(void *ctx)
-{
-	store_free(ctx);
-}
-
 static bool
 token_ok(const struct submitter_conf *sub, const char *token)
 {
@@ -440,7 +428,7 @@ intake_new(struct event_base *base, const struct hato_config *cf)
 	in->cf = cf;
 	in->nworkers = cf->intake_workers < MAX_WORKERS ? cf->intake_workers : MAX_WORKERS;
 	for (unsigned i = 0; i < in->nworkers; i++)
-		in->workers[i] = worker_create(base, "intake-db", worker_init, worker_fini, (void *)cf);
+		in->workers[i] = worker_create(base, "intake-db", store_worker_init, store_worker_fini, (void *)cf);
 	in->lmtp = lmtp_server_new(base, cf->hostname, cf->max_message_size, &cbs, in);
 	return in;
 }

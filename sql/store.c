@@ -242,6 +242,18 @@ store_new(const struct hato_config *cf)
 	return s;
 }
 
+void *
+store_worker_init(void *cf)
+{
+	return store_new(cf);
+}
+
+void
+store_worker_fini(void *store)
+{
+	store_free(store);
+}
+
 void
 store_free(struct store *s)
 {

@@ -23,6 +23,10 @@ struct store;
 
 struct store *store_new(const struct hato_config *c);
 void store_free(struct store *s);
+/* A worker thread's own connection (core/worker.h init and fini hooks;
+ * the init argument is the struct hato_config). */
+void *store_worker_init(void *cf);
+void store_worker_fini(void *store);
 const char *store_error(const struct store *s);
 /* Connect now (all other calls connect on demand). */
 int store_connect(struct store *s);
