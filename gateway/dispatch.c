@@ -92,7 +92,6 @@ struct dispatch {
 	struct event *claim_ev, *flush_ev;
 	struct djob *jobs[JOB_BUCKETS];
 	struct dest *dests[DEST_BUCKETS];
-	size_t inflight;		/* messages claimed and not yet recorded */
 	unsigned loads, pace_tasks;
 	bool claiming, recording, stopping, releasing;
 	struct store_result *res;
@@ -260,7 +259,6 @@ msg_free(struct dispatch *d, struct dmsg *m)
 	free(m->head);
 	job_unref(d, m->job);
 	free(m);
-	d->inflight--;
 }
 
 /* ---- outcomes ---- */
@@ -874,7 +872,6 @@ take_lease(struct dispatch *d, const struct store_lease *l)
 	if (margin > d->cf->lease_ms / 2)
 		margin = d->cf->lease_ms / 2;
 	m->lease_deadline = clock_mono_ms() + d->cf->lease_ms - margin;
-	d->inflight++;
 	/* Stored addresses were checked at intake and are kept unquoted;
 	 * quote the local part whenever it is not a plain dot-atom. */
 	if (addr_parse(l->address, strlen(l->address), &a, &why) < 0) {
