@@ -98,6 +98,12 @@ static const struct conf_key gateway_keys[] = {
 	{ "ca_file", K_STR, "", 0, 0, HC(ca_file), "CA certificates for MX" },
 	{ "smtp_port", K_UINT, "25", 1, 65535, HC(smtp_port), "port of MX hosts" },
 	{ "dns_timeout", K_DURATION, "5s", 100, 60000, HC(dns_timeout_ms), "DNS query timeout" },
+	{ "pid_file", K_STR, "", 0, 0, HC(pid_file), "its process id, for hatoctl routes reload" },
+	{ NULL }
+};
+static const struct conf_key doctor_keys[] = {
+	{ "blocklists", K_STR, "", 0, 0, HC(doctor_blocklists), "DNS blocklist zones hatoctl doctor asks" },
+	{ "ip", K_STR, "", 0, 0, HC(doctor_ip), "the sending IP hatoctl doctor checks" },
 	{ NULL }
 };
 static const struct conf_key retry_keys[] = {
@@ -612,7 +618,8 @@ static void
 load_multi(struct loader *ld, dictionary *d, struct hato_config *c)
 {
 	int n = iniparser_getnsec(d);
-	static const char *fixed[] = { "hato", "log", "db", "intake", "gateway", "retry", "cleaning", "limits" };
+	static const char *fixed[] = { "hato", "log", "db", "intake", "gateway", "retry", "cleaning", "limits",
+		"doctor" };
 
 	for (int i = 0; i < n && !ld->failed; i++) {
 		const char *sec = iniparser_getsecname(d, i);
@@ -777,6 +784,7 @@ config_load_ex(const char *path, const struct hato_config *running,
 	apply_section(&ld, d, "retry", retry_keys, c, true);
 	apply_section(&ld, d, "cleaning", cleaning_keys, c, true);
 	apply_section(&ld, d, "limits", limits_keys, &c->limits, true);
+	apply_section(&ld, d, "doctor", doctor_keys, c, true);
 	if (!ld.failed)
 		check_charset(&ld, "gateway", c->charset);
 	if (!ld.failed && c->mx_tls != TLS_NONE && c->mx_tls != TLS_OPPORTUNISTIC)
@@ -848,6 +856,7 @@ config_free(struct hato_config *c)
 	free_strings(gateway_keys, c);
 	free_strings(retry_keys, c);
 	free_strings(cleaning_keys, c);
+	free_strings(doctor_keys, c);
 	for (size_t i = 0; i < c->nrelays; i++) {
 		free_strings(relay_keys, &c->relays[i]);
 		free(c->relays[i].retry.ms);

@@ -130,6 +130,10 @@ struct hato_config {
 	char *ca_file;			/* CA for MX verification ("" = system) */
 	unsigned smtp_port;		/* of MX hosts */
 	uint64_t dns_timeout_ms;
+	char *pid_file;			/* "" = none */
+	/* [doctor] */
+	char *doctor_blocklists;	/* zones, comma- or space-separated */
+	char *doctor_ip;		/* the sending IP ("" = ask for --ip) */
 	/* [retry] */
 	char *retry_intervals_raw;
 	uint64_t *retry_ms;

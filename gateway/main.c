@@ -3,9 +3,12 @@
  * root, and runs the event loop. SIGTERM drains: no new claims, sessions
  * finish their current message, outcomes are recorded, leases given back.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -76,6 +79,25 @@ on_reload(void *arg)
 	a->cf = cf;
 }
 
+/*
+ * [gateway] pid_file: written after root is dropped, so that the service
+ * user can remove it at exit (systemd's RuntimeDirectory gives it a
+ * directory of its own). hatoctl routes reload signals the process in it.
+ */
+static char pid_path[4096];	/* the one written: a reload may name another */
+
+static void
+pid_file_write(const char *path)
+{
+	FILE *f;
+
+	if (!*path)
+		return;
+	snprintf(pid_path, sizeof(pid_path), "%s", path);
+	if (!(f = fopen(path, "w")) || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
+		fatalx("[gateway] pid_file %s: %s", path, strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -134,6 +156,7 @@ main(int argc, char **argv)
 	a.path = path;
 	a.cf = cf;
 	sig = daemon_signals(a.base, on_stop, on_reload, &a);
+	pid_file_write(cf->pid_file);
 	log_info("gateway ready node=%s routes=%s", cf->node, cf->routes_path);
 	dispatch_start(a.dispatch);
 	event_base_dispatch(a.base);
@@ -149,6 +172,8 @@ main(int argc, char **argv)
 	free(keep);
 	daemon_signals_free(sig);
 	event_base_free(a.base);
+	if (*pid_path)
+		unlink(pid_path);
 	config_free(a.cf);
 	log_info("gateway stopped");
 	return 0;

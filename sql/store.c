@@ -1791,3 +1791,215 @@ store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_ro
 	mysql_stmt_free_result(st);
 	return f < 0 ? f : STORE_OK;
 }
+
+/* ---- hatoctl: the send log and traces ---- */
+
+#define LOG_ROW_SELECT \
+    "SELECT l.id, DATE_FORMAT(l.at, '%Y-%m-%d %H:%i:%s.%f'), l.job_id, l.delivery_id," \
+    " COALESCE(d.address, ''), l.destination, l.host, l.outcome, l.attempt, COALESCE(l.code, -1)," \
+    " COALESCE(l.status, ''), COALESCE(l.text, ''), COALESCE(l.class, '')," \
+    " COALESCE(TIMESTAMPDIFF(MICROSECOND, d.created_at, l.at) / 1e6, 0)" \
+    " FROM delivery_log l LEFT JOIN deliveries d ON d.id = l.delivery_id" \
+    " WHERE l.id > ? AND (? = 0 OR l.job_id = ?) AND (? = 0 OR l.delivery_id = ?)" \
+    " AND (? = '' OR d.address = ?)"
+/* The newest rows (the caller turns them round), or the rows after an id. */
+static const char SQL_LOG_TAIL[] = LOG_ROW_SELECT " ORDER BY l.id DESC LIMIT ?";
+static const char SQL_LOG_AFTER[] = LOG_ROW_SELECT " ORDER BY l.id LIMIT ?";
+
+int
+store_log_each(struct store *s, const struct store_log_filter *f, bool newest,
+    int (*cb)(void *, const struct store_log_row *), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	struct store_log_row row;
+	const char *addr = f->address ? f->address : "";
+	int limit = (int)f->limit, rc, k;
+	MYSQL_STMT *st;
+
+	bind_u64(&p, &f->after_id);
+	bind_u64(&p, &f->job_id);
+	bind_u64(&p, &f->job_id);
+	bind_u64(&p, &f->delivery_id);
+	bind_u64(&p, &f->delivery_id);
+	bind_str(&p, addr);
+	bind_str(&p, addr);
+	bind_int(&p, &limit);
+	if (!(st = run_read(s, newest ? SQL_LOG_TAIL : SQL_LOG_AFTER, &p, &rc, "send log")))
+		return rc;
+	bind_u64(&r, &row.id);
+	bind_out(&r, row.at, sizeof(row.at));
+	bind_u64(&r, &row.job_id);
+	bind_u64(&r, &row.delivery_id);
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_out(&r, row.host, sizeof(row.host));
+	bind_out(&r, row.outcome, sizeof(row.outcome));
+	bind_int(&r, (int *)&row.attempt);
+	bind_int(&r, &row.code);
+	bind_out(&r, row.status, sizeof(row.status));
+	bind_out(&r, row.text, sizeof(row.text));
+	bind_out(&r, row.bclass, sizeof(row.bclass));
+	bind_dbl(&r, &row.queue_s);
+	while ((k = fetch(s, st, &r, "send log")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return k < 0 ? k : STORE_OK;
+}
+
+static const char SQL_JOB_SENT_SINCE[] =
+    "SELECT COUNT(*) FROM delivery_log WHERE job_id = ? AND outcome = 'sent'"
+    " AND at > NOW(6) - INTERVAL ? SECOND";
+
+int
+store_job_sent_since(struct store *s, uint64_t job_id, int seconds, unsigned *n)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*n = 0;
+	bind_u64(&p, &job_id);
+	bind_int(&p, &seconds);
+	if (!(st = run_read(s, SQL_JOB_SENT_SINCE, &p, &rc, "job rate")))
+		return rc;
+	bind_int(&r, (int *)n);
+	f = fetch(s, st, &r, "job rate");
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_TRACE_DELIVERIES[] =
+    "SELECT d.id, d.job_id, d.address, d.dest, d.state, d.attempts, COALESCE(d.last_code, -1),"
+    " COALESCE(d.last_status, ''), COALESCE(d.last_text, ''),"
+    " DATE_FORMAT(d.created_at, '%Y-%m-%d %H:%i:%s'), DATE_FORMAT(d.updated_at, '%Y-%m-%d %H:%i:%s'),"
+    " j.submitter, LEFT(j.subject, 60), COALESCE(j.source_msgid, '')"
+    " FROM deliveries d JOIN jobs j ON j.id = d.job_id"
+    " WHERE (? <> '' AND d.address = ?) OR (? <> 0 AND d.id = ?) OR (? <> 0 AND d.job_id = ?)"
+    " ORDER BY d.id";
+
+int
+store_trace_deliveries_each(struct store *s, const char *address, uint64_t delivery_id, uint64_t job_id,
+    int (*cb)(void *, const struct store_trace_delivery *), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	struct store_trace_delivery row;
+	const char *addr = address ? address : "";
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_str(&p, addr);
+	bind_str(&p, addr);
+	bind_u64(&p, &delivery_id);
+	bind_u64(&p, &delivery_id);
+	bind_u64(&p, &job_id);
+	bind_u64(&p, &job_id);
+	if (!(st = run_read(s, SQL_TRACE_DELIVERIES, &p, &rc, "trace")))
+		return rc;
+	bind_u64(&r, &row.id);
+	bind_u64(&r, &row.job_id);
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_out(&r, row.state, sizeof(row.state));
+	bind_int(&r, (int *)&row.attempts);
+	bind_int(&r, &row.code);
+	bind_out(&r, row.status, sizeof(row.status));
+	bind_out(&r, row.text, sizeof(row.text));
+	bind_out(&r, row.created, sizeof(row.created));
+	bind_out(&r, row.updated, sizeof(row.updated));
+	bind_out(&r, row.submitter, sizeof(row.submitter));
+	bind_out(&r, row.subject, sizeof(row.subject));
+	bind_out(&r, row.source_msgid, sizeof(row.source_msgid));
+	while ((f = fetch(s, st, &r, "trace")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_TRACE_FAILURES[] =
+    "SELECT DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s'), DATE_FORMAT(day, '%Y-%m-%d'), class, source,"
+    " COALESCE(delivery_id, 0), COALESCE(reply, '') FROM address_failures WHERE address = ? ORDER BY id";
+
+int
+store_address_failures_each(struct store *s, const char *address,
+    int (*cb)(void *, const struct store_failure_row *), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	struct store_failure_row row;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_str(&p, address);
+	if (!(st = run_read(s, SQL_TRACE_FAILURES, &p, &rc, "address failures")))
+		return rc;
+	bind_out(&r, row.at, sizeof(row.at));
+	bind_out(&r, row.day, sizeof(row.day));
+	bind_out(&r, row.bclass, sizeof(row.bclass));
+	bind_out(&r, row.source, sizeof(row.source));
+	bind_u64(&r, &row.delivery_id);
+	bind_out(&r, row.reply, sizeof(row.reply));
+	while ((f = fetch(s, st, &r, "address failures")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_SUPPRESSION_GET[] =
+    "SELECT address, reason, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'),"
+    " COALESCE(last_reply, ''), COALESCE(delivery_id, 0) FROM suppressions WHERE address = ?";
+
+int
+store_suppression_get(struct store *s, const char *address, struct store_suppression_row *row, bool *found)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*found = false;
+	bind_str(&p, address);
+	if (!(st = run_read(s, SQL_SUPPRESSION_GET, &p, &rc, "suppression")))
+		return rc;
+	bind_out(&r, row->address, sizeof(row->address));
+	bind_out(&r, row->reason, sizeof(row->reason));
+	bind_out(&r, row->created, sizeof(row->created));
+	bind_out(&r, row->last_reply, sizeof(row->last_reply));
+	bind_u64(&r, &row->delivery_id);
+	f = fetch(s, st, &r, "suppression");
+	mysql_stmt_free_result(st);
+	*found = f == 1;
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_JOB_BY_MSGID[] =
+    "SELECT id FROM jobs WHERE source_msgid = ? OR source_msgid = ? ORDER BY id";
+
+int
+store_jobs_by_msgid_each(struct store *s, const char *msgid, int (*cb)(void *, uint64_t), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	char bracketed[300];
+	uint64_t id = 0;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	/* Stored as the Message-ID header had it: with or without <>. */
+	snprintf(bracketed, sizeof(bracketed), "<%s>", msgid);
+	bind_str(&p, msgid);
+	bind_str(&p, bracketed);
+	if (!(st = run_read(s, SQL_JOB_BY_MSGID, &p, &rc, "job by Message-ID")))
+		return rc;
+	bind_u64(&r, &id);
+	while ((f = fetch(s, st, &r, "job by Message-ID")) == 1)
+		if (cb(arg, id))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}

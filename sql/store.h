@@ -237,4 +237,46 @@ struct store_delivery_row {
 int store_deliveries_each(struct store *s, uint64_t job_id,
     int (*cb)(void *, const struct store_delivery_row *), void *arg);
 
+/* The send log: delivery_log rows with their address and queue time (the
+ * seconds from the delivery's creation to the attempt). Filters left 0 or
+ * NULL match everything. newest: the last limit rows, newest first; else
+ * the first limit rows with an id above after_id, oldest first. */
+struct store_log_filter {
+	uint64_t after_id, job_id, delivery_id;
+	const char *address;	/* canonical, or NULL */
+	unsigned limit;
+};
+struct store_log_row {
+	uint64_t id, job_id, delivery_id;
+	char at[32], address[321], dest[129], host[256], outcome[17], status[17], text[1001], bclass[17];
+	unsigned attempt;
+	int code;		/* -1: no reply */
+	double queue_s;
+};
+int store_log_each(struct store *s, const struct store_log_filter *f, bool newest,
+    int (*cb)(void *, const struct store_log_row *), void *arg);
+/* Messages of a job sent in the last `seconds` (its current rate). */
+int store_job_sent_since(struct store *s, uint64_t job_id, int seconds, unsigned *n);
+
+/* Deliveries to an address, or the one delivery id, or those of a job
+ * (whichever is given), with their job. */
+struct store_trace_delivery {
+	uint64_t id, job_id;
+	char address[321], dest[129], state[17], status[17], text[1001], created[32], updated[32];
+	char submitter[65], subject[256], source_msgid[256];
+	unsigned attempts;
+	int code;		/* -1: none */
+};
+int store_trace_deliveries_each(struct store *s, const char *address, uint64_t delivery_id, uint64_t job_id,
+    int (*cb)(void *, const struct store_trace_delivery *), void *arg);
+struct store_failure_row {
+	char at[32], day[16], bclass[17], source[9], reply[1001];
+	uint64_t delivery_id;
+};
+int store_address_failures_each(struct store *s, const char *address,
+    int (*cb)(void *, const struct store_failure_row *), void *arg);
+int store_suppression_get(struct store *s, const char *address, struct store_suppression_row *row, bool *found);
+/* Jobs whose submission had this Message-ID (with or without <>). */
+int store_jobs_by_msgid_each(struct store *s, const char *msgid, int (*cb)(void *, uint64_t), void *arg);
+
 #endif
