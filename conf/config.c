@@ -717,6 +717,9 @@ check_routes(struct loader *ld, struct hato_config *c)
 
 static char ini_error[512];
 
+/* iniparser's error callback: it passes its own format strings. */
+static int ini_errback(const char *, ...) __attribute__((format(printf, 1, 2)));
+
 static int
 ini_errback(const char *fmt, ...)
 {

@@ -75,6 +75,8 @@ log_enabled(enum log_level level)
 	return level >= cur_level;
 }
 
+static void log_vmsg(enum log_level, const char *, va_list) __attribute__((format(printf, 2, 0)));
+
 static void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {

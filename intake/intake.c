@@ -9,6 +9,9 @@
  * to a submission:
  *   250 2.0.0  job committed (and only then), with how many recipients
  *              were accepted, rejected, and skipped as suppressed;
+ *   250 2.0.0  a retry of a mail already stored (same submitter, same
+ *              Message-ID, within a day): the first job's number, and
+ *              nothing new is stored;
  *   250 2.0.0  from an unknown sender: nothing is created and nothing is
  *              sent back (no backscatter); a log line says so. A refusal
  *              would make the MTA bounce to a possibly forged sender.
@@ -56,6 +59,16 @@ struct intake {
 };
 
 #define REPLY_MAX 512
+/*
+ * A mail whose Message-ID this submitter used in a job of the last day is
+ * the MTA's retry after a lost 250 (intake died, or the connection did,
+ * between the commit and the reply), not a new job: it gets the first
+ * job's number. A day covers an MTA's retries after a short outage; a
+ * submitter's mail client makes a new Message-ID for every new mail. Two
+ * copies arriving at the same moment are not caught (no unique key), which
+ * an MTA retrying a lost reply does not do.
+ */
+#define RETRY_WINDOW_S (24 * 3600)
 
 struct intake_task {
 	struct intake *in;
@@ -230,6 +243,20 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	struct schedule plan;
 	char err[300];
 
+	if (m->message_id && *m->message_id) {
+		if ((rc = store_job_find_retry(st, who->name, m->message_id, RETRY_WINDOW_S, &job_id)) != STORE_OK) {
+			log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
+			snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
+			return;
+		}
+		if (job_id) {
+			log_notice("intake job=%llu submitter=%s status=retry reason=\"Message-ID stored before\"",
+			    (unsigned long long)job_id, who->name);
+			snprintf(reply, replylen, "250 2.0.0 job %llu already queued: this mail was stored before",
+			    (unsigned long long)job_id);
+			return;
+		}
+	}
 	/* Checked before anything is stored: a bad Send-At, Rate or Send-By
 	 * is the submitter's to fix. */
 	if (schedule_plan(sub, sub->naccepted, (double)clock_wall_ms() / 1000, &plan, err, sizeof(err)) < 0) {

@@ -86,6 +86,12 @@ binds_next(struct binds *p)
 	return p->n++;
 }
 
+/*
+ * The numeric binders serve parameters and results alike, so they take a
+ * const pointer; a result variable is therefore initialised where it is
+ * declared, or clang takes the fetch that fills it for a read before any
+ * write (-Wuninitialized).
+ */
 static void
 bind_u64(struct binds *p, const uint64_t *v)
 {
@@ -582,6 +588,38 @@ insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
 	return rc;
 }
 
+/*
+ * A retry is the same mail again: the MTA sends it once more when the
+ * connection died after the job was committed but before it read our 250.
+ * jobs_submitter_created makes this a short range scan.
+ */
+static const char SQL_JOB_RETRY[] =
+    "SELECT id FROM jobs WHERE submitter = ? AND created_at > NOW(6) - INTERVAL ? SECOND"
+    " AND kind = 'dm' AND source_msgid = ? ORDER BY id LIMIT 1";
+
+int
+store_job_find_retry(struct store *s, const char *submitter, const char *msgid, int window_s,
+    uint64_t *job_id)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*job_id = 0;
+	bind_str(&p, submitter);
+	bind_int(&p, &window_s);
+	bind_str(&p, msgid);
+	if (!(st = run_read(s, SQL_JOB_RETRY, &p, &rc, "job by Message-ID")))
+		return rc;
+	bind_u64(&r, job_id);
+	f = fetch(s, st, &r, "job by Message-ID");
+	mysql_stmt_free_result(st);
+	if (f == 0)
+		*job_id = 0;
+	return f < 0 ? f : STORE_OK;
+}
+
 int
 store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
@@ -797,7 +835,7 @@ store_pace_reserve(struct store *s, const char *dest, uint64_t base_gap_us, unsi
 {
 	BINDS(p);
 	BINDS(r);
-	double next_slot, next;
+	double next_slot = 0, next;
 	MYSQL_STMT *st;
 	int rc, f;
 
@@ -930,7 +968,7 @@ store_job_get(struct store *s, uint64_t id, struct store_job **out)
 	BINDS(r);
 	struct store_job *j = calloc(1, sizeof(*j));
 	char sub[65], from[321];
-	int dry, slen, blen, rc, f;
+	int dry = 0, slen = 0, blen = 0, rc, f;
 	MYSQL_STMT *st;
 
 	*out = NULL;
@@ -1146,7 +1184,7 @@ cancel_waiting(struct store *s, const char *owner, const char *address, const ch
 {
 	BINDS(p);
 	BINDS(r);
-	uint64_t job, *jobs = NULL;
+	uint64_t job = 0, *jobs = NULL;
 	size_t njobs = 0, cap = 0;
 	char why[64];
 	MYSQL_STMT *st;

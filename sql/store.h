@@ -48,6 +48,10 @@ struct store_rcpt_new {
 	const char *dest;	/* routes_dest_key() of the domain */
 	double at;		/* first due (Unix time); 0: the job's send_at */
 };
+/* The first DM job of this submitter with this source Message-ID made in
+ * the last window_s seconds (a retry of a mail already stored), or 0. */
+int store_job_find_retry(struct store *s, const char *submitter, const char *msgid, int window_s,
+    uint64_t *job_id);
 /* The job and all its deliveries in one transaction. */
 int store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id);

@@ -10,7 +10,7 @@ packages=(
 	mariadb-server mariadb-client openssl
 	python3 python3-pymysql python3-dkim swaks openssl
 	postfix
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev cppcheck
 )
 
 missing=()

@@ -21,6 +21,11 @@ run_suite() {
 	(cd "$dir" && ctest --output-on-failure --timeout 300 -j"$jobs")
 }
 
+# Static analysis first: it takes seconds, and a finding is a failure
+# (reviewed false positives are in tools/cppcheck/suppressions.txt).
+echo "== cppcheck"
+tools/cppcheck/run.sh || status=1
+
 mkdir -p build build-asan
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 # The sanitizer pass runs the crash test on a smaller job (the plain pass
@@ -34,7 +39,7 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # Every parser under libFuzzer (clang, ASan+UBSan) for a few seconds each,
 # and its regression inputs; long runs: tests/fuzz/README.md.
 echo "== fuzz build-fuzz"
-CC=clang cmake -S . -B build-fuzz -DHATO_FUZZ=ON -DHATO_SANITIZE=OFF -DHATO_WERROR=OFF -DHATO_FUZZ_SECONDS=4 \
+CC=clang cmake -S . -B build-fuzz -DHATO_FUZZ=ON -DHATO_SANITIZE=OFF -DHATO_WERROR=ON -DHATO_FUZZ_SECONDS=4 \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; status=1; }
 if cmake --build build-fuzz -j"$jobs" >build-fuzz.build.log 2>&1; then
 	(cd build-fuzz && ctest --output-on-failure -R '^fuzz\.' -j"$jobs") || status=1
