@@ -75,6 +75,7 @@ static const struct conf_key intake_keys[] = {
 	{ "timezone", K_STR, "Asia/Tokyo", 0, 0, HC(timezone), "zone of Send-At" },
 	{ "max_message_size", K_SIZE, "50M", 1024, 1ULL << 31, HC(max_message_size), "largest submission" },
 	{ "workers", K_UINT, "2", 1, 64, HC(intake_workers), "database threads" },
+	{ "approval_expiry", K_DURATION, "24h", 1000, 366 * DAY, HC(approval_expiry_ms), "held jobs expire after it" },
 	{ NULL }
 };
 static const struct conf_key gateway_keys[] = {

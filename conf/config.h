@@ -115,6 +115,7 @@ struct hato_config {
 	char *lmtp_socket, *lmtp_listen, *submit_address, *timezone;
 	uint64_t max_message_size;
 	unsigned intake_workers;
+	uint64_t approval_expiry_ms;	/* a held job nobody approved expires after it */
 	/* [gateway] */
 	char *hostname, *routes_path, *bounce_domain;
 	char *unsubscribe_url;		/* token appended: the one-click URL */

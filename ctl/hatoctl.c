@@ -6,6 +6,8 @@
  *   hatoctl [--config FILE] db init|migrate
  *   hatoctl [--config FILE] jobs
  *   hatoctl [--config FILE] job show N
+ *   hatoctl [--config FILE] job approve|pause|resume|cancel N
+ *   hatoctl [--config FILE] job reschedule N TIME
  *   hatoctl [--config FILE] queues
  *   hatoctl [--config FILE] log [--job N] [--address A] [--limit N] [--follow]
  *   hatoctl [--config FILE] trace ADDRESS|MESSAGE-ID
@@ -39,6 +41,7 @@
 #include "conf/config.h"
 #include "core/log.h"
 #include "ctl/doctor.h"
+#include "ctl/jobctl.h"
 #include "ctl/out.h"
 #include "ctl/sendlog.h"
 #include "mail/address.h"
@@ -59,6 +62,15 @@ static const struct help {
 	{ "jobs", "jobs", "jobs with their counts; on a terminal a progress bar per job\n"
 	    "(sent #, failed x, waiting .), the send rate of the last minute and the time left" },
 	{ "job", "job show N", "one job and each recipient's state and last reply" },
+	{ "job", "job approve N", "release a job held for approval: its deliveries become due (a Rate or\n"
+	    "Send-By spread kept, from its Send-At or now, whichever is later)" },
+	{ "job", "job pause N", "hold back a job's waiting deliveries; those in flight finish" },
+	{ "job", "job resume N", "give a paused job's deliveries back their due times (never before now)" },
+	{ "job", "job cancel N", "cancel a job's waiting, held and paused deliveries; the job ends 'cancelled'" },
+	{ "job", "job reschedule N TIME", "a new start (as Send-At: YYYY-MM-DD HH:MM[:SS] in [intake] timezone,\n"
+	    "or ISO 8601 with an offset); the deliveries not attempted yet move with it,\n"
+	    "keeping their spread. Each job command prints one line saying what it did;\n"
+	    "exit 1 with the reason when the job's state does not allow it (\"job 12 is done\")" },
 	{ "queues", "queues", "per destination: queued, leased, deferred, pace, rate now, suspension, last reply" },
 	{ "log", "log [--job N] [--address A] [--limit N] [--follow]",
 	    "the send log, one line per attempt: time, job, delivery, address, destination,\n"
@@ -885,6 +897,8 @@ main(int argc, char **argv)
 		rc = cmd_db(st, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "jobs") == 0 && argc == 1)
 		rc = cmd_jobs(st);
+	else if (strcmp(argv[0], "job") == 0 && argc >= 2 && jobctl_verb(argv[1]))
+		rc = jobctl_cmd(st, cf, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "job") == 0)
 		rc = cmd_job(st, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "queues") == 0 && argc == 1)

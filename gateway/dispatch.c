@@ -363,6 +363,33 @@ dest_of_dq(struct dispatch *d, struct destq *dq)
 	return dest_find(d, destq_key(dq));
 }
 
+/*
+ * A rehearsal copy (Dry-Run) travels by its rehearsal address's own route
+ * but is written as the recipients of render_dest would get it: that
+ * route's charset, and a header naming it, so that whoever checks it knows
+ * which carrier's rendering it is.
+ */
+static int
+render_charset(struct dispatch *d, const struct dmsg *m, const struct dest *e)
+{
+	struct dest_conf dc;
+
+	if (!*m->lease.render_dest)
+		return e ? e->charset : CS_UTF8;
+	dest_conf(d->cf, m->lease.render_dest, &dc);
+	return charset_of(dc.charset);
+}
+
+static void
+rehearsal_header(char *extra, size_t size, const struct dmsg *m)
+{
+	size_t len = strlen(extra);
+
+	/* render_dest is a route key of ours (ASCII, no CR or LF). */
+	snprintf(extra + len, size - len, "X-Hato-Rehearsal: %s (job %llu, a rehearsal copy)\r\n",
+	    m->lease.render_dest, (unsigned long long)m->lease.job_id);
+}
+
 static int
 on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 {
@@ -381,7 +408,9 @@ on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
 	    tok, d->cf->bounce_domain, d->cf->unsubscribe_url, tok);
 	rc.extra = extra;
-	b = m->job->body[e ? e->charset : CS_UTF8];
+	b = m->job->body[render_charset(d, m, e)];
+	if (*m->lease.render_dest)
+		rehearsal_header(extra, sizeof(extra), m);
 	if (!b)
 		b = m->job->body[CS_UTF8];
 	if (!(m->head = compose_head(b, &rc, time(NULL), &len))) {

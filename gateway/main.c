@@ -17,11 +17,13 @@
 #include "core/log.h"
 #include "gateway/dispatch.h"
 #include "gateway/http.h"
+#include "gateway/upkeep.h"
 
 struct app {
 	struct event_base *base;
 	struct dispatch *dispatch;
 	struct http *http;
+	struct upkeep *upkeep;		/* held jobs' expiry, paused and cancelled jobs' stragglers */
 	const char *path;
 	struct hato_config *cf;
 	int stopping;
@@ -159,7 +161,9 @@ main(int argc, char **argv)
 	pid_file_write(cf->pid_file);
 	log_info("gateway ready node=%s routes=%s", cf->node, cf->routes_path);
 	dispatch_start(a.dispatch);
+	a.upkeep = upkeep_new(a.base, cf);
 	event_base_dispatch(a.base);
+	upkeep_free(a.upkeep);
 	http_free(a.http);
 	size_t nold;
 	const struct hato_config *const *old = dispatch_old_configs(a.dispatch, &nold);

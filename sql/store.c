@@ -23,7 +23,7 @@
 #include "sql/migrations.h"
 #include "sql/store.h"
 
-#define STMT_CACHE 64
+#define STMT_CACHE 128
 #define MAXP 1300		/* parameters of the largest statement */
 #define INSERT_CHUNK 256	/* delivery rows per multi-row INSERT */
 #define CLAIM_CHUNK 100		/* ids per lease UPDATE */
@@ -620,6 +620,8 @@ store_job_find_retry(struct store *s, const char *submitter, const char *msgid, 
 	return f < 0 ? f : STORE_OK;
 }
 
+static int job_create_extra(struct store *s, uint64_t job_id, const struct store_job_new *j);
+
 int
 store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
@@ -649,9 +651,86 @@ store_job_create(struct store *s, const struct store_job_new *j,
 	*job_id = mysql_stmt_insert_id(st);
 	if ((rc = insert_deliveries(s, *job_id, &send_at, r, n)) != STORE_OK)
 		return tx_abort(s, rc);
+	if ((rc = job_create_extra(s, *job_id, j)) != STORE_OK)
+		return tx_abort(s, rc);
 	if ((rc = tx_commit(s)) != STORE_OK)
 		return tx_abort(s, rc);
 	return STORE_OK;
+}
+
+/* ---- intake: held and rehearsal jobs ---- */
+
+static const char SQL_JOB_HOLD[] =
+    "UPDATE jobs SET state = 'held', confirm_code = ?, hold_expires = FROM_UNIXTIME(?) WHERE id = ?";
+/* wait_us is set before next_attempt is cleared: assignments run in order. */
+static const char SQL_DLV_HOLD[] =
+    "UPDATE deliveries d JOIN jobs j ON j.id = d.job_id"
+    " SET d.wait_us = GREATEST(0, TIMESTAMPDIFF(MICROSECOND, j.send_at, d.next_attempt)),"
+    " d.state = 'held', d.next_attempt = NULL WHERE d.job_id = ? AND d.state = 'queued'";
+static const char SQL_DLV_REHEARSAL[] =
+    "UPDATE deliveries SET state = 'rehearsal', next_attempt = NULL WHERE job_id = ?";
+static const char SQL_DLV_COPY[] =
+    "INSERT INTO deliveries (job_id, address, domain, dest, render_dest, state, attempts,"
+    " next_attempt, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, 'queued', 0, COALESCE(FROM_UNIXTIME(?), NOW(6)), NOW(6), NOW(6))";
+
+/* The real recipients of a dry run stay as the report of what the real
+ * run would do; only the copies to the rehearsal addresses are sent. */
+static int
+insert_rehearsal(struct store *s, uint64_t job_id, const double *send_at,
+    const struct store_rcpt_new *c, size_t n)
+{
+	BINDS(p);
+	int rc;
+
+	bind_u64(&p, &job_id);
+	if (!run(s, SQL_DLV_REHEARSAL, &p, &rc, "rehearsal"))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const double *at = c[i].at > 0 ? &c[i].at : send_at;
+		p.n = 0;
+		bind_u64(&p, &job_id);
+		bind_str(&p, c[i].address);
+		bind_str(&p, c[i].domain);
+		bind_str(&p, c[i].dest ? c[i].dest : "");
+		bind_str(&p, c[i].render_dest);
+		bind_dbl(&p, at);
+		if (*at == 0)
+			p.null[p.n - 1] = 1;
+		if (!run(s, SQL_DLV_COPY, &p, &rc, "rehearsal copy"))
+			return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+hold_job(struct store *s, uint64_t job_id, const struct store_job_new *j)
+{
+	BINDS(p);
+	int rc;
+
+	bind_str(&p, j->confirm_code);
+	bind_dbl(&p, &j->hold_expires);
+	bind_u64(&p, &job_id);
+	if (!run(s, SQL_JOB_HOLD, &p, &rc, "hold job"))
+		return rc;
+	p.n = 0;
+	bind_u64(&p, &job_id);
+	run(s, SQL_DLV_HOLD, &p, &rc, "hold deliveries");
+	return rc;
+}
+
+/* What store_job_create does beyond a plain job, in its transaction. */
+static int
+job_create_extra(struct store *s, uint64_t job_id, const struct store_job_new *j)
+{
+	int rc = STORE_OK;
+
+	if (j->dry_run && j->rehearse)
+		rc = insert_rehearsal(s, job_id, &j->send_at, j->rehearse, j->nrehearse);
+	if (rc == STORE_OK && j->held)
+		rc = hold_job(s, job_id, j);
+	return rc;
 }
 
 /* ---- gateway ---- */
@@ -667,8 +746,8 @@ static const char SQL_DUE_DESTS[] =
     "SELECT dest, MIN(next_attempt) AS due FROM deliveries GROUP BY dest"
     " HAVING due <= NOW(6) LIMIT ?";
 static const char SQL_CLAIM_SELECT[] =
-    "SELECT id, job_id, attempts, UNIX_TIMESTAMP(created_at), address, domain, dest"
-    " FROM deliveries WHERE dest = ? AND next_attempt <= NOW(6)"
+    "SELECT id, job_id, attempts, UNIX_TIMESTAMP(created_at), address, domain, dest,"
+    " COALESCE(render_dest, '') FROM deliveries WHERE dest = ? AND next_attempt <= NOW(6)"
     " AND state IN ('queued', 'deferred')"
     " ORDER BY next_attempt LIMIT ? FOR UPDATE SKIP LOCKED";
 #define ID4 "?,?,?,?"
@@ -768,6 +847,7 @@ claim_dest(struct store *s, const struct store_claim_req *req, struct store_leas
 	bind_out(&r, row.address, sizeof(row.address));
 	bind_out(&r, row.domain, sizeof(row.domain));
 	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_out(&r, row.render_dest, sizeof(row.render_dest));
 	while (*n < room && (f = fetch(s, st, &r, "claim")) == 1)
 		out[(*n)++] = row;
 	mysql_stmt_free_result(st);
@@ -1691,6 +1771,431 @@ store_unlease(struct store *s, const char *owner, const uint64_t *ids, size_t n)
 	}
 	binds_free(p);
 	return rc;
+}
+
+/* ---- job control ---- */
+
+static const char SQL_JOBCTL_LOCK[] =
+    "SELECT id, state, submitter, COALESCE(confirm_code, ''), COALESCE(UNIX_TIMESTAMP(hold_expires), 0),"
+    " UNIX_TIMESTAMP(send_at), UNIX_TIMESTAMP(NOW(6)) FROM jobs WHERE id = ? FOR UPDATE";
+static const char SQL_JOBCTL_BY_CODE[] =
+    "SELECT id FROM jobs WHERE confirm_code = ? AND submitter = ? ORDER BY id DESC LIMIT 1";
+static const char SQL_JOBCTL_IN_FLIGHT[] =
+    "SELECT COUNT(*) FROM deliveries WHERE job_id = ? AND state IN ('queued', 'deferred')"
+    " AND lease_until > NOW(6)";
+/* Not leased: a row whose lease ran out unrecorded is waiting again. */
+#define NOT_LEASED " AND (lease_until IS NULL OR lease_until <= NOW(6))"
+static const char SQL_JOBCTL_RELEASE[] =
+    "UPDATE deliveries SET state = 'queued',"
+    " next_attempt = FROM_UNIXTIME(?) + INTERVAL COALESCE(wait_us, 0) MICROSECOND,"
+    " wait_us = NULL, updated_at = NOW(6) WHERE job_id = ? AND state = 'held'";
+static const char SQL_JOBCTL_APPROVED[] =
+    "UPDATE jobs SET state = 'queued', approved_by = ?, approved_at = NOW(6),"
+    " send_at = FROM_UNIXTIME(?) WHERE id = ?";
+static const char SQL_JOBCTL_EXPIRE_DLV[] =
+    "UPDATE deliveries SET state = 'cancelled', wait_us = NULL, next_attempt = NULL,"
+    " last_text = 'approval expired', updated_at = NOW(6), done_at = NOW(6)"
+    " WHERE job_id = ? AND state = 'held'";
+static const char SQL_JOBCTL_EXPIRE[] =
+    "UPDATE jobs SET state = 'expired', finished_at = NOW(6) WHERE id = ?";
+static const char SQL_JOBCTL_PAUSE_DLV[] =
+    "UPDATE deliveries SET wait_us = TIMESTAMPDIFF(MICROSECOND, FROM_UNIXTIME(?), next_attempt),"
+    " state = 'paused', next_attempt = NULL, lease_owner = NULL, lease_until = NULL,"
+    " updated_at = NOW(6) WHERE job_id = ? AND state IN ('queued', 'deferred')" NOT_LEASED;
+static const char SQL_JOBCTL_RESUME_DLV[] =
+    "UPDATE deliveries SET state = 'queued', next_attempt = GREATEST(NOW(6),"
+    " FROM_UNIXTIME(?) + INTERVAL COALESCE(wait_us, 0) MICROSECOND), wait_us = NULL,"
+    " updated_at = NOW(6) WHERE job_id = ? AND state = 'paused'";
+static const char SQL_JOBCTL_STATE[] = "UPDATE jobs SET state = ? WHERE id = ?";
+static const char SQL_JOBCTL_CANCEL_LOG[] =
+    "INSERT INTO delivery_log (delivery_id, job_id, at, attempt, outcome, stage, text,"
+    " destination, gateway)"
+    " SELECT id, job_id, NOW(6), attempts, 'cancelled', '', 'job cancelled', dest, ? FROM deliveries"
+    " WHERE job_id = ? AND state IN ('queued', 'deferred', 'held', 'paused')" NOT_LEASED;
+static const char SQL_JOBCTL_CANCEL_DLV[] =
+    "UPDATE deliveries SET state = 'cancelled', next_attempt = NULL, wait_us = NULL,"
+    " lease_owner = NULL, lease_until = NULL, last_text = 'job cancelled', updated_at = NOW(6),"
+    " done_at = NOW(6) WHERE job_id = ? AND state IN ('queued', 'deferred', 'held', 'paused')" NOT_LEASED;
+static const char SQL_JOBCTL_CANCEL[] =
+    "UPDATE jobs SET state = 'cancelled', finished_at = NOW(6) WHERE id = ?";
+static const char SQL_JOBCTL_MOVE_DLV[] =
+    "UPDATE deliveries SET next_attempt = FROM_UNIXTIME(?) + INTERVAL"
+    " GREATEST(0, TIMESTAMPDIFF(MICROSECOND, FROM_UNIXTIME(?), next_attempt)) MICROSECOND,"
+    " updated_at = NOW(6) WHERE job_id = ? AND state = 'queued' AND attempts = 0" NOT_LEASED;
+static const char SQL_JOBCTL_SEND_AT[] = "UPDATE jobs SET send_at = FROM_UNIXTIME(?) WHERE id = ?";
+static const char SQL_JOBCTL_EXPIRED_LIST[] =
+    "SELECT id FROM jobs WHERE state = 'held' AND hold_expires <= NOW(6) ORDER BY id LIMIT 100";
+/* In-flight rows of a paused or ended job that came back to wait (a 4xx,
+ * or a lease that ran out) are held back or cancelled like the others. */
+static const char SQL_JOBCTL_SWEEP[] =
+    "UPDATE deliveries d JOIN jobs j ON j.id = d.job_id"
+    " SET d.wait_us = IF(j.state = 'paused', TIMESTAMPDIFF(MICROSECOND, j.send_at, d.next_attempt), NULL),"
+    " d.done_at = IF(j.state = 'paused', NULL, NOW(6)),"
+    " d.state = IF(j.state = 'paused', 'paused', 'cancelled'), d.next_attempt = NULL,"
+    " d.updated_at = NOW(6)"
+    " WHERE (j.state = 'paused' OR (j.state IN ('cancelled', 'expired')"
+    "   AND j.finished_at > NOW(6) - INTERVAL 1 DAY)) AND d.state IN ('queued', 'deferred')"
+    " AND (d.lease_until IS NULL OR d.lease_until <= NOW(6))";
+
+struct locked_job {
+	char code[33];
+	double expires, send_at, now;
+};
+
+/* Start a transaction and lock the job row: 1 locked, 0 no such job
+ * (transaction ended), <0 error (transaction ended). */
+static int
+jobctl_begin(struct store *s, uint64_t id, struct store_jobctl_result *out, struct locked_job *lj)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	memset(out, 0, sizeof(*out));
+	out->job_id = id;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	bind_u64(&p, &id);
+	if (!(st = run(s, SQL_JOBCTL_LOCK, &p, &rc, "job lock")))
+		return tx_abort(s, rc);
+	bind_u64(&r, &out->job_id);
+	bind_out(&r, out->state, sizeof(out->state));
+	bind_out(&r, out->submitter, sizeof(out->submitter));
+	bind_out(&r, lj->code, sizeof(lj->code));
+	bind_dbl(&r, &lj->expires);
+	bind_dbl(&r, &lj->send_at);
+	bind_dbl(&r, &lj->now);
+	f = fetch(s, st, &r, "job lock");
+	mysql_stmt_free_result(st);
+	out->send_at = lj->send_at;
+	if (f <= 0) {
+		out->status = JOBCTL_NO_JOB;
+		return tx_abort(s, f);
+	}
+	return 1;
+}
+
+/* End the transaction: commit when the call did something. */
+static int
+jobctl_end(struct store *s, struct store_jobctl_result *out, int rc)
+{
+	if (rc == STORE_OK && out->status != JOBCTL_DONE && out->status != JOBCTL_EXPIRED)
+		return tx_abort(s, STORE_OK);
+	if (rc == STORE_OK && (rc = tx_commit(s)) == STORE_OK)
+		return STORE_OK;
+	out->changed = out->in_flight = 0;
+	return tx_abort(s, rc);
+}
+
+/* Run a statement on the job (params: the given u64 last); *n rows changed. */
+static int
+jobctl_exec(struct store *s, const char *sql, struct binds *p, const uint64_t *id, size_t *n)
+{
+	MYSQL_STMT *st;
+	int rc;
+
+	if (id)
+		bind_u64(p, id);
+	if (!(st = run(s, sql, p, &rc, "job control")))
+		return rc;
+	if (n)
+		*n = (size_t)mysql_stmt_affected_rows(st);
+	return STORE_OK;
+}
+
+static int
+jobctl_in_flight(struct store *s, uint64_t id, size_t *n)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f, k = 0;
+
+	bind_u64(&p, &id);
+	if (!(st = run(s, SQL_JOBCTL_IN_FLIGHT, &p, &rc, "in flight")))
+		return rc;
+	bind_int(&r, &k);
+	f = fetch(s, st, &r, "in flight");
+	mysql_stmt_free_result(st);
+	*n = (size_t)k;
+	return f < 0 ? f : STORE_OK;
+}
+
+static bool
+state_is(const struct store_jobctl_result *out, const char *a, const char *b)
+{
+	return strcmp(out->state, a) == 0 || (b && strcmp(out->state, b) == 0);
+}
+
+/* Held past its time: expire it (inside the transaction). */
+static int
+expire_job(struct store *s, uint64_t id, size_t *n)
+{
+	BINDS(p);
+	int rc;
+
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_EXPIRE_DLV, &p, &id, n)) != STORE_OK)
+		return rc;
+	p.n = 0;
+	return jobctl_exec(s, SQL_JOBCTL_EXPIRE, &p, &id, NULL);
+}
+
+static bool
+codes_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+
+	/* Constant time over the stored code: a reply cannot guess it by timing. */
+	for (size_t i = 0; i < la; i++)
+		d |= (unsigned char)(a[i] ^ (i < lb ? b[i] : 0));
+	return d == 0;
+}
+
+static int
+approve_locked(struct store *s, uint64_t id, const char *code, const char *by,
+    struct store_jobctl_result *out, const struct locked_job *lj)
+{
+	double base = lj->send_at > lj->now ? lj->send_at : lj->now;
+	BINDS(p);
+	int rc;
+
+	if (!state_is(out, "held", NULL)) {
+		out->status = state_is(out, "expired", NULL) ? JOBCTL_EXPIRED : JOBCTL_STATE;
+		return STORE_OK;
+	}
+	if (code && (!*lj->code || !codes_equal(lj->code, code))) {
+		out->status = JOBCTL_BAD_CODE;
+		return STORE_OK;
+	}
+	if (lj->expires > 0 && lj->expires <= lj->now) {
+		out->status = JOBCTL_EXPIRED;
+		return expire_job(s, id, &out->changed);
+	}
+	bind_dbl(&p, &base);
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_RELEASE, &p, &id, &out->changed)) != STORE_OK)
+		return rc;
+	p.n = 0;
+	bind_str(&p, by);
+	bind_dbl(&p, &base);
+	out->send_at = base;
+	return jobctl_exec(s, SQL_JOBCTL_APPROVED, &p, &id, NULL);
+}
+
+int
+store_job_approve(struct store *s, uint64_t id, const char *code, const char *by,
+    struct store_jobctl_result *out)
+{
+	struct locked_job lj;
+	int rc;
+
+	if ((rc = jobctl_begin(s, id, out, &lj)) <= 0)
+		return rc;
+	return jobctl_end(s, out, approve_locked(s, id, code, by, out, &lj));
+}
+
+int
+store_job_approve_code(struct store *s, const char *submitter, const char *code, const char *by,
+    struct store_jobctl_result *out)
+{
+	BINDS(p);
+	BINDS(r);
+	uint64_t id = 0;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	memset(out, 0, sizeof(*out));
+	bind_str(&p, code);
+	bind_str(&p, submitter);
+	if (!(st = run_read(s, SQL_JOBCTL_BY_CODE, &p, &rc, "confirmation code")))
+		return rc;
+	bind_u64(&r, &id);
+	f = fetch(s, st, &r, "confirmation code");
+	mysql_stmt_free_result(st);
+	if (f <= 0) {
+		out->status = JOBCTL_NO_JOB;
+		return f < 0 ? f : STORE_OK;
+	}
+	return store_job_approve(s, id, code, by, out);
+}
+
+int
+store_job_pause(struct store *s, uint64_t id, struct store_jobctl_result *out)
+{
+	struct locked_job lj;
+	BINDS(p);
+	int rc;
+
+	if ((rc = jobctl_begin(s, id, out, &lj)) <= 0)
+		return rc;
+	if (!state_is(out, "queued", "sending")) {
+		out->status = JOBCTL_STATE;
+		return jobctl_end(s, out, STORE_OK);
+	}
+	bind_dbl(&p, &lj.send_at);
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_PAUSE_DLV, &p, &id, &out->changed)) == STORE_OK &&
+	    (rc = jobctl_in_flight(s, id, &out->in_flight)) == STORE_OK) {
+		p.n = 0;
+		bind_str(&p, "paused");
+		rc = jobctl_exec(s, SQL_JOBCTL_STATE, &p, &id, NULL);
+	}
+	return jobctl_end(s, out, rc);
+}
+
+int
+store_job_resume(struct store *s, uint64_t id, struct store_jobctl_result *out)
+{
+	struct locked_job lj;
+	BINDS(p);
+	int rc;
+
+	if ((rc = jobctl_begin(s, id, out, &lj)) <= 0)
+		return rc;
+	if (!state_is(out, "paused", NULL)) {
+		out->status = JOBCTL_STATE;
+		return jobctl_end(s, out, STORE_OK);
+	}
+	bind_dbl(&p, &lj.send_at);
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_RESUME_DLV, &p, &id, &out->changed)) == STORE_OK &&
+	    (rc = jobctl_in_flight(s, id, &out->in_flight)) == STORE_OK) {
+		p.n = 0;
+		bind_str(&p, "sending");
+		if ((rc = jobctl_exec(s, SQL_JOBCTL_STATE, &p, &id, NULL)) == STORE_OK)
+			rc = jobs_done(s, &id, 1);	/* nothing was left to send */
+	}
+	return jobctl_end(s, out, rc);
+}
+
+int
+store_job_cancel(struct store *s, const char *owner, uint64_t id, struct store_jobctl_result *out)
+{
+	struct locked_job lj;
+	BINDS(p);
+	int rc;
+
+	if ((rc = jobctl_begin(s, id, out, &lj)) <= 0)
+		return rc;
+	if (!state_is(out, "queued", "sending") && !state_is(out, "held", "paused")) {
+		out->status = JOBCTL_STATE;
+		return jobctl_end(s, out, STORE_OK);
+	}
+	bind_str(&p, owner);
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_CANCEL_LOG, &p, &id, NULL)) == STORE_OK) {
+		p.n = 0;
+		rc = jobctl_exec(s, SQL_JOBCTL_CANCEL_DLV, &p, &id, &out->changed);
+	}
+	if (rc == STORE_OK && (rc = jobctl_in_flight(s, id, &out->in_flight)) == STORE_OK) {
+		p.n = 0;
+		rc = jobctl_exec(s, SQL_JOBCTL_CANCEL, &p, &id, NULL);
+	}
+	return jobctl_end(s, out, rc);
+}
+
+int
+store_job_reschedule(struct store *s, uint64_t id, double when, struct store_jobctl_result *out)
+{
+	struct locked_job lj;
+	BINDS(p);
+	int rc;
+
+	if ((rc = jobctl_begin(s, id, out, &lj)) <= 0)
+		return rc;
+	if (!state_is(out, "queued", "sending") && !state_is(out, "held", "paused")) {
+		out->status = JOBCTL_STATE;
+		return jobctl_end(s, out, STORE_OK);
+	}
+	if (when < lj.now)
+		when = lj.now;
+	/* Held and paused rows keep wait_us from send_at: they move with it. */
+	bind_dbl(&p, &when);
+	bind_dbl(&p, &lj.send_at);
+	if ((rc = jobctl_exec(s, SQL_JOBCTL_MOVE_DLV, &p, &id, &out->changed)) == STORE_OK) {
+		p.n = 0;
+		bind_dbl(&p, &when);
+		rc = jobctl_exec(s, SQL_JOBCTL_SEND_AT, &p, &id, NULL);
+		out->send_at = when;
+	}
+	if (rc == STORE_OK)
+		rc = jobctl_in_flight(s, id, &out->in_flight);
+	return jobctl_end(s, out, rc);
+}
+
+static int
+expire_one(struct store *s, uint64_t id, bool *expired)
+{
+	struct store_jobctl_result out;
+	struct locked_job lj;
+	int rc;
+
+	*expired = false;
+	if ((rc = jobctl_begin(s, id, &out, &lj)) <= 0)
+		return rc;
+	/* Approved or cancelled meanwhile: nothing to do. */
+	if (!state_is(&out, "held", NULL) || lj.expires <= 0 || lj.expires > lj.now) {
+		out.status = JOBCTL_STATE;
+		return jobctl_end(s, &out, STORE_OK);
+	}
+	out.status = JOBCTL_EXPIRED;
+	if ((rc = jobctl_end(s, &out, expire_job(s, id, &out.changed))) == STORE_OK) {
+		*expired = true;
+		log_notice("job=%llu submitter=%s status=expired deliveries=%zu reason=\"not approved in time\"",
+		    (unsigned long long)id, out.submitter, out.changed);
+	}
+	return rc;
+}
+
+int
+store_jobs_maintain(struct store *s, size_t *expired)
+{
+	BINDS(r);
+	uint64_t ids[100], id;
+	size_t n = 0;
+	MYSQL_STMT *st;
+	bool done;
+	int rc, f = 0;
+
+	*expired = 0;
+	if (!(st = run_read(s, SQL_JOBCTL_EXPIRED_LIST, NULL, &rc, "held jobs")))
+		return rc;
+	bind_u64(&r, &id);
+	while (n < 100 && (f = fetch(s, st, &r, "held jobs")) == 1)
+		ids[n++] = id;
+	mysql_stmt_free_result(st);
+	if (f < 0)
+		return f;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = expire_one(s, ids[i], &done)) != STORE_OK)
+			return rc;
+		*expired += done;
+	}
+	run(s, SQL_JOBCTL_SWEEP, NULL, &rc, "job sweep");
+	return rc;
+}
+
+void
+store_jobctl_describe(const char *verb, const struct store_jobctl_result *r, char *buf, size_t size)
+{
+	unsigned long long id = (unsigned long long)r->job_id;
+
+	switch (r->status) {
+	case JOBCTL_NO_JOB:
+		snprintf(buf, size, "no job %llu", id);
+		break;
+	case JOBCTL_STATE:
+		snprintf(buf, size, "job %llu is %s", id, r->state);
+		break;
+	case JOBCTL_BAD_CODE:
+		snprintf(buf, size, "job %llu: that is not its confirmation code", id);
+		break;
+	case JOBCTL_EXPIRED:
+		snprintf(buf, size, "job %llu expired: it was not approved in time", id);
+		break;
+	default:
+		snprintf(buf, size, "job %llu %s: %zu deliveries %s, %zu in flight", id, verb, r->changed,
+		    strcmp(verb, "paused") == 0 ? "held back" : strcmp(verb, "cancelled") == 0 ? "cancelled" :
+		    strcmp(verb, "rescheduled") == 0 ? "moved" : "queued", r->in_flight);
+	}
 }
 
 /* ---- hatoctl ---- */

@@ -41,12 +41,21 @@ struct store_job_new {
 	const char *submitter, *env_from, *from_addr, *subject, *body, *source_msgid;
 	double send_at;		/* Unix time; 0 = now */
 	bool dry_run;
+	/* Held for approval: deliveries 'held' until store_job_approve. */
+	bool held;
+	const char *confirm_code;	/* what a reply must carry to approve */
+	double hold_expires;		/* Unix time */
+	/* Dry run: the recipients (r) are kept in state 'rehearsal', never
+	 * sent; these copies (each with its render_dest) are sent instead. */
+	const struct store_rcpt_new *rehearse;
+	size_t nrehearse;
 };
 struct store_rcpt_new {
 	const char *address;	/* canonical, unquoted */
 	const char *domain;
 	const char *dest;	/* routes_dest_key() of the domain */
 	double at;		/* first due (Unix time); 0: the job's send_at */
+	const char *render_dest;	/* a rehearsal copy: written as for this route */
 };
 /* The first DM job of this submitter with this source Message-ID made in
  * the last window_s seconds (a retry of a mail already stored), or 0. */
@@ -56,6 +65,59 @@ int store_job_find_retry(struct store *s, const char *submitter, const char *msg
 int store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id);
 
+/* ---- job control: approval, pause, resume, cancel, reschedule ----
+ *
+ * A held job waits for approval; a paused one for resume. Their waiting
+ * deliveries have state 'held' or 'paused', next_attempt NULL and wait_us,
+ * their due time as an offset from the job's send_at, so that a release
+ * keeps a Rate or Send-By spread (and is never due before now). Each call
+ * is one transaction on the job row, locked first: two operators (or an
+ * operator and a reply mail) never both act on one job.
+ */
+enum store_jobctl {
+	JOBCTL_DONE = 0,	/* did it */
+	JOBCTL_NO_JOB,		/* no such job (or no held job with that code) */
+	JOBCTL_STATE,		/* not possible in the job's state (in .state) */
+	JOBCTL_BAD_CODE,	/* the code is not this job's */
+	JOBCTL_EXPIRED,		/* held too long: expired now or before */
+};
+struct store_jobctl_result {
+	int status;		/* enum store_jobctl */
+	uint64_t job_id;
+	char state[17];		/* the job's state before the call */
+	char submitter[65];
+	size_t changed;		/* deliveries released, held back or cancelled */
+	size_t in_flight;	/* deliveries leased right now (left to finish) */
+	double send_at;		/* the job's send_at after the call (Unix time) */
+};
+/* One line saying what happened, for hatoctl, logs and receipts:
+ * "job 12 paused: 840 deliveries held back, 3 in flight". */
+void store_jobctl_describe(const char *verb, const struct store_jobctl_result *r, char *buf, size_t size);
+
+/* Approve a held job: its deliveries become due (spread kept, from
+ * max(send_at, now)). code: the code a reply carried, or NULL (an
+ * operator). by: who approved, for jobs.approved_by. */
+int store_job_approve(struct store *s, uint64_t id, const char *code, const char *by,
+    struct store_jobctl_result *out);
+/* The same for a reply mail that carries only the code: the held job of
+ * this submitter with that code. */
+int store_job_approve_code(struct store *s, const char *submitter, const char *code, const char *by,
+    struct store_jobctl_result *out);
+/* Waiting deliveries held back (in-flight ones finish); resume gives them
+ * their due times back (never before now). */
+int store_job_pause(struct store *s, uint64_t id, struct store_jobctl_result *out);
+int store_job_resume(struct store *s, uint64_t id, struct store_jobctl_result *out);
+/* Waiting, held and paused deliveries cancelled; the job ends 'cancelled'. */
+int store_job_cancel(struct store *s, const char *owner, uint64_t id, struct store_jobctl_result *out);
+/* A new send_at (Unix time; the past means now) for a job not ended; the
+ * deliveries not attempted yet move with it, keeping their spread. */
+int store_job_reschedule(struct store *s, uint64_t id, double when, struct store_jobctl_result *out);
+/* Periodic upkeep (the gateway's worker thread): held jobs past
+ * hold_expires become 'expired' with their deliveries 'cancelled'; rows of
+ * paused or cancelled jobs that were in flight and came back to wait are
+ * held back or cancelled too. *expired counts the jobs expired. */
+int store_jobs_maintain(struct store *s, size_t *expired);
+
 /* ---- gateway ---- */
 struct store_lease {
 	uint64_t id, job_id;
@@ -64,6 +126,7 @@ struct store_lease {
 	char address[321];
 	char domain[256];
 	char dest[128];
+	char render_dest[128];	/* a rehearsal copy: rendered as for this route; "" */
 };
 
 /* Destinations with deliveries due now (at most max, in *n). */
