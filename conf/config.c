@@ -85,6 +85,8 @@ static const struct conf_key gateway_keys[] = {
 	{ "unsubscribe_url", K_STR, "https://hato.example/unsubscribe/", 0, 0, HC(unsubscribe_url), "one-click URL base" },
 	{ "http_listen", K_STR, "127.0.0.1:8025", 0, 0, HC(http_listen), "status and unsubscribe endpoint" },
 	{ "http_public", K_BOOL, "no", 0, 0, HC(http_public), "let http_listen be a non-loopback address" },
+	{ "http_user", K_STR, "", 0, 0, HC(http_user), "basic auth user of the status page and /metrics" },
+	{ "http_password_file", K_STR, "", 0, 0, HC(http_password_file), "its password, mode 600" },
 	{ "claim_batch", K_UINT, "200", 1, 10000, HC(claim_batch), "deliveries claimed at once" },
 	{ "lease", K_DURATION, "5m", 1000, DAY, HC(lease_ms), "lease length" },
 	{ "poll_interval", K_DURATION, "250ms", 10, 600000, HC(poll_ms), "idle poll" },

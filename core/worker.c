@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -44,6 +45,24 @@ struct worker {
 	void (*fini)(void *);
 	void *init_arg;
 };
+
+/* Set once at start-up, before any worker runs. */
+static worker_observe_fn observer;
+
+void
+worker_set_observer(worker_observe_fn fn)
+{
+	observer = fn;
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static void
 tq_push(struct tqueue *q, struct task *t)
@@ -83,7 +102,12 @@ worker_main(void *p)
 		if (!w->todo.head)
 			w->todo.tail = NULL;
 		pthread_mutex_unlock(&w->mu);
-		t->run(ctx, t->arg);
+		if (observer) {
+			double t0 = mono_s();
+			t->run(ctx, t->arg);
+			observer(w->name, mono_s() - t0);
+		} else
+			t->run(ctx, t->arg);
 		pthread_mutex_lock(&w->mu);
 		tq_push(&w->finished, t);
 		/* Wake the loop; a full counter only means it is awake already. */

@@ -25,6 +25,12 @@ void worker_submit(struct worker *w, worker_run_fn run, worker_done_fn done, voi
 /* Tasks queued or running. */
 unsigned worker_pending(const struct worker *w);
 
+/* Called on the worker thread after each task with the worker's name and
+ * the seconds run() took (the latency of the database work it does). Set
+ * before the first worker_create; NULL: none. */
+typedef void (*worker_observe_fn)(const char *name, double seconds);
+void worker_set_observer(worker_observe_fn fn);
+
 /* Finish every queued task (their done() runs), stop the thread, free. */
 void worker_free(struct worker *w);
 

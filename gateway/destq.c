@@ -571,6 +571,12 @@ destq_suspended(const struct destq *dq)
 	return dq->pace && dq->pace->suspended_until > now_ms();
 }
 
+double
+destq_suspended_ms(const struct destq *dq)
+{
+	return destq_suspended(dq) ? dq->pace->suspended_until - now_ms() : 0;
+}
+
 void
 destq_push(struct destq *dq, struct dmsg *m)
 {

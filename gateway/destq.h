@@ -81,6 +81,8 @@ double destq_factor(const struct destq *dq);
 /* Messages per second this gateway gets of a paced destination (-1: unpaced). */
 double destq_local_rate(const struct destq *dq);
 bool destq_suspended(const struct destq *dq);
+/* Milliseconds the suspension has left (0: not suspended). */
+double destq_suspended_ms(const struct destq *dq);
 
 void destq_push(struct destq *dq, struct dmsg *m);
 /* Take back every queued message not handed to a session yet. */

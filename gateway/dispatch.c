@@ -38,7 +38,9 @@
 #include "gateway/destq.h"
 #include "gateway/dispatch.h"
 #include "gateway/dkim.h"
+#include "gateway/metrics.h"
 #include "gateway/mxres.h"
+#include "gateway/report.h"
 #include "mail/bounce.h"
 #include "mail/verp.h"
 #include "routes/routes.h"
@@ -69,6 +71,8 @@ struct dest {
 	struct destq *dq;
 	int charset;			/* CS_* */
 	size_t held;			/* messages of it in memory */
+	char last_reply[160];		/* for the status page */
+	double last_at;
 };
 
 struct dkim_entry {
@@ -106,6 +110,7 @@ struct dispatch {
 	struct dkim_entry *dkims;
 	size_t ndkims;
 	bool need_jis;
+	uint64_t report_due_ms;		/* next look for jobs to report on */
 	struct tls_entry *tls;		/* one client context per relay, and "" for MX */
 	size_t ntls;
 };
@@ -390,6 +395,27 @@ rehearsal_header(char *extra, size_t size, const struct dmsg *m)
 	    m->lease.render_dest, (unsigned long long)m->lease.job_id);
 }
 
+/*
+ * A notice to a submitter goes as it was stored, with an empty envelope
+ * sender (RFC 3834: nothing should answer it, and a bounce of it comes
+ * back to nobody), no VERP and no List-Unsubscribe.
+ */
+static int
+prepare_notice(struct dmsg *m, const struct compose_body *b)
+{
+	if (!(m->head = strdup("")))
+		fatalx("dispatch: out of memory");
+	m->mail_from[0] = '\0';
+	m->msg.mail_from = m->mail_from;
+	m->msg.rcpt = m->rcpt;
+	m->msg.head = m->head;
+	m->msg.head_len = 0;
+	m->msg.body = b->body;
+	m->msg.body_len = b->body_len;
+	m->msg.arg = m;
+	return 0;
+}
+
 static int
 on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 {
@@ -555,6 +581,7 @@ on_suspend(struct destq *dq, uint64_t ms, const char *reason, void *arg)
 	snprintf(t->dest, sizeof(t->dest), "%s", destq_key(dq));
 	snprintf(t->reason, sizeof(t->reason), "%s", reason);
 	t->suspend_ms = ms;
+	metrics_suspension(t->dest);
 	d->pace_tasks++;
 	worker_submit(d->db, suspend_run, suspend_done, t);
 }

@@ -27,4 +27,20 @@ const struct hato_config *const *dispatch_old_configs(const struct dispatch *d, 
 void dispatch_stop(struct dispatch *d, void (*on_done)(void *), void *arg);
 void dispatch_free(struct dispatch *d);
 
+/* What the status page shows of a destination this gateway holds work of. */
+struct dispatch_dest_view {
+	const char *key;
+	const char *host;		/* the server last used, or "" */
+	size_t held;			/* messages of it in this gateway */
+	size_t queued;			/* of those, waiting for a session */
+	unsigned sessions;		/* SMTP connections open */
+	bool paced;
+	double pace_rate;		/* configured messages per second (paced) */
+	double factor;			/* current fraction of the pace (1 unpaced) */
+	double suspended_ms;		/* left of a suspension; 0: none */
+	const char *last_reply;		/* "250 2.0.0 ok", or "" */
+	double last_at;			/* Unix time of it; 0: none */
+};
+void dispatch_each_dest(struct dispatch *d, void (*cb)(void *, const struct dispatch_dest_view *), void *arg);
+
 #endif

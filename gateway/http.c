@@ -7,6 +7,12 @@
  *	http_free	the worker drained first (its replies go out), then
  *			evhttp and its connections freed
  *
+ * The status page (/ or /status, one compiled-in HTML file that polls
+ * /status.json) and /metrics are answered by status.c from its snapshot;
+ * with [gateway] http_user they need HTTP basic auth, checked here with a
+ * constant-time comparison. /healthz and the unsubscribe path stay open:
+ * the recipients who click have no password.
+ *
  * The loop thread only parses requests, checks tokens (a MAC, no I/O)
  * and writes replies; store_unsubscribe runs on the worker. A request
  * waiting for the worker stays valid even if its client leaves: evhttp
@@ -31,10 +37,15 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "conf/config.h"
+#include "core/daemon.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "gateway/http.h"
+#include "gateway/status.h"
 #include "mail/verp.h"
 #include "sql/store.h"
 
@@ -48,7 +59,9 @@ struct http {
 	const struct hato_config *cf;
 	struct evhttp *http;
 	struct worker *worker;
+	struct status *status;
 	char prefix[PREFIX_MAX];	/* path and query of unsubscribe_url: "/unsubscribe/" */
+	char *credentials;		/* "user:password" of basic auth, or NULL */
 };
 
 struct unsub_request {
@@ -237,6 +250,78 @@ unsub_request(struct http *h, struct evhttp_request *req, const char *uri, const
 	worker_submit(h->worker, unsub_run, unsub_done, t);
 }
 
+/* RFC 7617: "Basic " and base64 of user:password. */
+static bool
+authorized(struct http *h, struct evhttp_request *req)
+{
+	const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	unsigned char got[512];
+	size_t len, want = strlen(h->credentials);
+	int n;
+
+	if (!v || strncasecmp(v, "Basic ", 6) != 0)
+		return false;
+	v += 6;
+	while (*v == ' ')
+		v++;
+	len = strlen(v);
+	if (len == 0 || len % 4 || len / 4 * 3 >= sizeof(got))
+		return false;
+	if ((n = EVP_DecodeBlock(got, (const unsigned char *)v, (int)len)) < 0)
+		return false;
+	/* EVP_DecodeBlock counts the padding as bytes. */
+	n -= (v[len - 1] == '=') + (v[len - 2] == '=');
+	return (size_t)n == want && CRYPTO_memcmp(got, h->credentials, want) == 0;
+}
+
+static void
+status_request(struct http *h, struct evhttp_request *req, const char *path)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	if (h->credentials && !authorized(h, req)) {
+		log_info("http path=%s status=refused reason=\"no valid credentials\"", path);
+		evhttp_add_header(out, "WWW-Authenticate", "Basic realm=\"Hato\", charset=\"UTF-8\"");
+		send_text(req, 401, "Unauthorized", "credentials needed\n");
+		return;
+	}
+	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(out, "Allow", "GET, HEAD");
+		send_text(req, 405, "Method Not Allowed", "GET only\n");
+		return;
+	}
+	if (strcmp(path, "/status.json") == 0)
+		status_serve(h->status, req, STATUS_JSON);
+	else if (strcmp(path, "/metrics") == 0)
+		status_serve(h->status, req, STATUS_METRICS);
+	else {
+		struct evbuffer *b = evbuffer_new();
+		if (!b)
+			fatalx("http: out of memory");
+		/* Everything the page needs is inline: no other origin. */
+		evhttp_add_header(out, "Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; "
+		    "style-src 'unsafe-inline'; img-src data:; connect-src 'self'");
+		if (m == EVHTTP_REQ_GET)
+			evbuffer_add(b, status_page, status_page_len);
+		send_body(req, 200, "OK", "text/html; charset=utf-8", b);
+		evbuffer_free(b);
+	}
+}
+
+static bool
+is_status_path(const char *uri, char *path, size_t size)
+{
+	size_t n = strcspn(uri, "?#");
+
+	if (n >= size)
+		return false;
+	memcpy(path, uri, n);
+	path[n] = '\0';
+	return strcmp(path, "/") == 0 || strcmp(path, "/status") == 0 ||
+	    strcmp(path, "/status.json") == 0 || strcmp(path, "/metrics") == 0;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -244,7 +329,7 @@ on_request(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req);
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	size_t plen = strlen(h->prefix);
-	char q[300];
+	char q[300], path[32];
 
 	log_debug("http method=%s uri=%s", method_name(m), log_quote(q, sizeof(q), uri));
 	if (strcmp(uri, "/healthz") == 0) {
@@ -254,6 +339,10 @@ on_request(struct evhttp_request *req, void *arg)
 			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 			send_text(req, 405, "Method Not Allowed", "GET only\n");
 		}
+		return;
+	}
+	if (h->status && is_status_path(uri, path, sizeof(path))) {
+		status_request(h, req, path);
 		return;
 	}
 	if (plen && strncmp(uri, h->prefix, plen) == 0) {
@@ -353,8 +442,48 @@ http_bind(struct http *h, struct event_base *base, char *err, size_t errlen)
 	return 0;
 }
 
+/* [gateway] http_user and http_password_file, both or neither. */
+static int
+load_credentials(struct http *h, char *err, size_t errlen)
+{
+	const struct hato_config *cf = h->cf;
+	char why[512], *pw;
+
+	if (!*cf->http_user && !*cf->http_password_file)
+		return 0;
+	if (!*cf->http_user || !*cf->http_password_file) {
+		snprintf(err, errlen, "%s: [gateway] %s: http_user and http_password_file go together",
+		    cf->path, *cf->http_user ? "http_password_file" : "http_user");
+		return -1;
+	}
+	if (strchr(cf->http_user, ':')) {
+		snprintf(err, errlen, "%s: [gateway] http_user: '%s' has a colon (RFC 7617 forbids it)",
+		    cf->path, cf->http_user);
+		return -1;
+	}
+	if (!(pw = secret_file_read(cf->http_password_file, why, sizeof(why)))) {
+		snprintf(err, errlen, "%s: [gateway] http_password_file: %s", cf->path, why);
+		return -1;
+	}
+	if (asprintf(&h->credentials, "%s:%s", cf->http_user, pw) < 0)
+		fatalx("http: out of memory");
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	return 0;
+}
+
+static void
+credentials_free(struct http *h)
+{
+	if (h->credentials) {
+		explicit_bzero(h->credentials, strlen(h->credentials));
+		free(h->credentials);
+	}
+}
+
 struct http *
-http_new(struct event_base *base, const struct hato_config *cf, char *err, size_t errlen)
+http_new(struct event_base *base, const struct hato_config *cf, struct dispatch *d,
+    char *err, size_t errlen)
 {
 	struct http *h = calloc(1, sizeof(*h));
 
@@ -365,7 +494,9 @@ http_new(struct event_base *base, const struct hato_config *cf, char *err, size_
 		log_info("http off: [gateway] http_listen is empty");
 		return h;
 	}
-	if (unsub_prefix(h, err, errlen) < 0 || !(h->http = evhttp_new(base))) {
+	if (unsub_prefix(h, err, errlen) < 0 || load_credentials(h, err, errlen) < 0 ||
+	    !(h->http = evhttp_new(base))) {
+		credentials_free(h);
 		free(h);
 		return NULL;
 	}
@@ -375,11 +506,14 @@ http_new(struct event_base *base, const struct hato_config *cf, char *err, size_
 	evhttp_set_gencb(h->http, on_request, h);
 	if (http_bind(h, base, err, errlen) < 0) {
 		evhttp_free(h->http);
+		credentials_free(h);
 		free(h);
 		return NULL;
 	}
 	h->worker = worker_create(base, "http-db", store_worker_init, store_worker_fini, (void *)cf);
-	log_info("http listening on %s unsubscribe=%s", cf->http_listen, *h->prefix ? h->prefix : "-");
+	h->status = status_new(base, cf, d);
+	log_info("http listening on %s unsubscribe=%s status=/ metrics=/metrics auth=%s", cf->http_listen,
+	    *h->prefix ? h->prefix : "-", h->credentials ? "basic" : "none");
 	return h;
 }
 
@@ -391,7 +525,9 @@ http_free(struct http *h)
 	/* Replies of the requests in the works go out before evhttp frees
 	 * their connections. */
 	worker_free(h->worker);
+	status_free(h->status);
 	if (h->http)
 		evhttp_free(h->http);
+	credentials_free(h);
 	free(h);
 }

@@ -151,7 +151,7 @@ main(int argc, char **argv)
 	if (!(a.dispatch = dispatch_new(a.base, cf, err, sizeof(err))))
 		fatalx("%s", err);
 	/* The one-click unsubscribe endpoint; binds before root is dropped. */
-	if (!(a.http = http_new(a.base, cf, err, sizeof(err))))
+#include "gateway/metrics.h"
 		fatalx("%s", err);
 	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
 		fatalx("%s", err);

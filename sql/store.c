@@ -2546,3 +2546,169 @@ store_jobs_by_msgid_each(struct store *s, const char *msgid, int (*cb)(void *, u
 	mysql_stmt_free_result(st);
 	return f < 0 ? f : STORE_OK;
 }
+
+/* ---- the gateway's status page and metrics ---- */
+
+/*
+ * The jobs worth watching: those not finished, then those finished in the
+ * last hour. Each job's deliveries are counted through deliveries_job
+ * (job_id, state), its last minute of sends through delivery_log_job.
+ */
+static const char SQL_STATUS_JOBS[] =
+    "SELECT j.id, j.kind, j.submitter, LEFT(j.subject, 120), j.state,"
+    " DATE_FORMAT(j.created_at, '%Y-%m-%dT%H:%i:%sZ'), DATE_FORMAT(j.send_at, '%Y-%m-%dT%H:%i:%sZ'),"
+    " COUNT(d.id), COALESCE(SUM(d.state = 'queued'), 0), COALESCE(SUM(d.state = 'deferred'), 0),"
+    " COALESCE(SUM(d.state = 'sent'), 0), COALESCE(SUM(d.state = 'failed'), 0),"
+    " COALESCE(SUM(d.state IN ('held', 'paused')), 0),"
+    " (SELECT COUNT(*) FROM delivery_log l WHERE l.job_id = j.id AND l.outcome = 'sent'"
+    "   AND l.at > NOW(6) - INTERVAL 60 SECOND)"
+    " FROM (SELECT id FROM jobs WHERE state NOT IN ('done', 'cancelled', 'expired')"
+    "   OR finished_at > NOW(6) - INTERVAL 1 HOUR ORDER BY id DESC LIMIT ?) k"
+    " JOIN jobs j ON j.id = k.id LEFT JOIN deliveries d ON d.job_id = j.id"
+    " GROUP BY j.id ORDER BY (j.state IN ('done', 'cancelled', 'expired')), j.id DESC";
+
+int
+store_status_jobs_each(struct store *s, unsigned max,
+    int (*cb)(void *, const struct store_status_job *), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	struct store_status_job row;
+	uint64_t lim = max;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_u64(&p, &lim);
+	if (!(st = run_read(s, SQL_STATUS_JOBS, &p, &rc, "status jobs")))
+		return rc;
+	memset(&row, 0, sizeof(row));
+	bind_u64(&r, &row.id);
+	bind_out(&r, row.kind, sizeof(row.kind));
+	bind_out(&r, row.submitter, sizeof(row.submitter));
+	bind_out(&r, row.subject, sizeof(row.subject));
+	bind_out(&r, row.state, sizeof(row.state));
+	bind_out(&r, row.created, sizeof(row.created));
+	bind_out(&r, row.send_at, sizeof(row.send_at));
+	bind_int(&r, (int *)&row.total);
+	bind_int(&r, (int *)&row.queued);
+	bind_int(&r, (int *)&row.deferred);
+	bind_int(&r, (int *)&row.sent);
+	bind_int(&r, (int *)&row.failed);
+	bind_int(&r, (int *)&row.held);
+	bind_int(&r, (int *)&row.sent_last_min);
+	while ((f = fetch(s, st, &r, "status jobs")) == 1) {
+		row.other = row.total - row.queued - row.deferred - row.sent - row.failed - row.held;
+		if (cb(arg, &row))
+			break;
+	}
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_SENDS_PER_MINUTE[] =
+    "SELECT destination, FLOOR(UNIX_TIMESTAMP(at) / 60), COUNT(*) FROM delivery_log"
+    " WHERE at >= FROM_UNIXTIME(?) AND outcome = 'sent' GROUP BY destination, 2";
+
+int
+store_sends_per_minute_each(struct store *s, double since,
+    int (*cb)(void *, const char *dest, int64_t minute, unsigned n), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	char dest[129];
+	uint64_t minute = 0;
+	unsigned n = 0;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_dbl(&p, &since);
+	if (!(st = run_read(s, SQL_SENDS_PER_MINUTE, &p, &rc, "sends per minute")))
+		return rc;
+	bind_out(&r, dest, sizeof(dest));
+	bind_u64(&r, &minute);
+	bind_int(&r, (int *)&n);
+	while ((f = fetch(s, st, &r, "sends per minute")) == 1)
+		if (cb(arg, dest, (int64_t)minute, n))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_LOG_LAST_ID[] = "SELECT COALESCE(MAX(id), 0) FROM delivery_log";
+
+int
+store_log_last_id(struct store *s, uint64_t *id)
+{
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*id = 0;
+	if (!(st = run_read(s, SQL_LOG_LAST_ID, NULL, &rc, "last log id")))
+		return rc;
+	bind_u64(&r, id);
+	f = fetch(s, st, &r, "last log id");
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_STATUS_FAILURES[] =
+    "SELECT l.id, l.job_id, DATE_FORMAT(l.at, '%Y-%m-%dT%H:%i:%sZ'), COALESCE(d.address, ''),"
+    " l.destination, l.outcome, COALESCE(l.code, -1), COALESCE(l.status, ''), LEFT(COALESCE(l.text, ''), 200)"
+    " FROM delivery_log l LEFT JOIN deliveries d ON d.id = l.delivery_id"
+    " WHERE l.id > ? AND l.id <= ? AND l.outcome IN ('failed', 'deferred', 'bounced')"
+    " ORDER BY l.id DESC LIMIT ?";
+
+int
+store_status_failures_each(struct store *s, uint64_t after, uint64_t upto, unsigned max,
+    int (*cb)(void *, const struct store_status_failure *), void *arg)
+{
+	BINDS(p);
+	BINDS(r);
+	struct store_status_failure row;
+	uint64_t lim = max;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_u64(&p, &after);
+	bind_u64(&p, &upto);
+	bind_u64(&p, &lim);
+	if (!(st = run_read(s, SQL_STATUS_FAILURES, &p, &rc, "recent failures")))
+		return rc;
+	bind_u64(&r, &row.id);
+	bind_u64(&r, &row.job_id);
+	bind_out(&r, row.at, sizeof(row.at));
+	bind_out(&r, row.address, sizeof(row.address));
+	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_out(&r, row.outcome, sizeof(row.outcome));
+	bind_int(&r, &row.code);
+	bind_out(&r, row.status, sizeof(row.status));
+	bind_out(&r, row.text, sizeof(row.text));
+	while ((f = fetch(s, st, &r, "recent failures")) == 1)
+		if (cb(arg, &row))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static const char SQL_JOBS_BY_STATE[] = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
+
+int
+store_jobs_by_state_each(struct store *s, int (*cb)(void *, const char *state, uint64_t n), void *arg)
+{
+	BINDS(r);
+	char state[17];
+	uint64_t n = 0;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	if (!(st = run_read(s, SQL_JOBS_BY_STATE, NULL, &rc, "jobs by state")))
+		return rc;
+	bind_out(&r, state, sizeof(state));
+	bind_u64(&r, &n);
+	while ((f = fetch(s, st, &r, "jobs by state")) == 1)
+		if (cb(arg, state, n))
+			break;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}

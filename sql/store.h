@@ -346,4 +346,33 @@ int store_suppression_get(struct store *s, const char *address, struct store_sup
 /* Jobs whose submission had this Message-ID (with or without <>). */
 int store_jobs_by_msgid_each(struct store *s, const char *msgid, int (*cb)(void *, uint64_t), void *arg);
 
+/* ---- the gateway's status page and metrics (reads only) ---- */
+struct store_status_job {
+	uint64_t id;
+	char kind[9], submitter[65], subject[512], state[17], created[32], send_at[32];
+	unsigned total, queued, deferred, sent, failed, held, other;
+	unsigned sent_last_min;		/* sent in the last 60 seconds */
+};
+/* Jobs not finished, then those finished in the last hour, newest first,
+ * at most max, with their deliveries counted by state. */
+int store_status_jobs_each(struct store *s, unsigned max,
+    int (*cb)(void *, const struct store_status_job *), void *arg);
+/* Sends (outcome "sent") per destination and minute (Unix time / 60) from
+ * the Unix time since on. */
+int store_sends_per_minute_each(struct store *s, double since,
+    int (*cb)(void *, const char *dest, int64_t minute, unsigned n), void *arg);
+/* The newest delivery_log id (0: none). */
+int store_log_last_id(struct store *s, uint64_t *id);
+/* Attempts that failed, were deferred or bounced, with log ids in
+ * (after, upto], newest first, at most max. */
+struct store_status_failure {
+	uint64_t id, job_id;
+	char at[32], address[321], dest[129], outcome[17], status[17], text[256];
+	int code;		/* -1: no reply */
+};
+int store_status_failures_each(struct store *s, uint64_t after, uint64_t upto, unsigned max,
+    int (*cb)(void *, const struct store_status_failure *), void *arg);
+/* Jobs counted by state. */
+int store_jobs_by_state_each(struct store *s, int (*cb)(void *, const char *state, uint64_t n), void *arg);
+
 #endif
