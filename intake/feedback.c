@@ -127,7 +127,8 @@ record_bounce(struct store *st, const struct hato_config *cf, uint64_t id, const
 	char outcome[24], text[DSN_TEXT_MAX + 32], q[600];
 	enum bounce_class bc;
 	bool found, suppressed;
-	struct store_bounce b = { .id = id, .code = r->code, .status = status, .text = text };
+	uint64_t job = 0;
+	struct store_bounce b = { .id = id, .code = r->code, .status = status, .text = text, .job_id = &job };
 	int rc;
 
 	b.failed = permanent(r, status);
@@ -156,8 +157,8 @@ record_bounce(struct store *st, const struct hato_config *cf, uint64_t id, const
 		snprintf(reply, replylen, "%s", REPLY_DISCARDED);
 		return;
 	}
-	log_info("bounce dlv=%llu address=%s action=%s dsn_status=%s class=%s fallback=%s status=%s%s reply=%s",
-	    (unsigned long long)id, address, dsn_action_name(r->action), *status ? status : "-",
+	log_info("bounce job=%llu dlv=%llu address=%s action=%s dsn_status=%s class=%s fallback=%s status=%s%s reply=%s",
+	    (unsigned long long)job, (unsigned long long)id, address, dsn_action_name(r->action), *status ? status : "-",
 	    *b.bclass ? b.bclass : "-", d->fallback ? "yes" : "no", b.failed ? "failed" : "logged",
 	    suppressed ? " cleaning=suppressed" : "", log_quote(q, sizeof(q), text));
 	snprintf(reply, replylen, "250 2.0.0 bounce recorded for delivery %llu", (unsigned long long)id);

@@ -1590,6 +1590,8 @@ store_bounce(struct store *s, const char *owner, const struct store_bounce *b,
 	if ((f = delivery_lock(s, b->id, &job_id, address, sizeof(address))) <= 0)
 		return tx_abort(s, f < 0 ? f : STORE_OK);
 	*found = true;
+	if (b->job_id)
+		*b->job_id = job_id;
 	if ((rc = bounce_apply(s, owner, b, job_id, address, suppressed)) != STORE_OK ||
 	    (rc = tx_commit(s)) != STORE_OK) {
 		*found = *suppressed = false;

@@ -236,6 +236,7 @@ struct store_bounce {
 	const char *text;	/* the diagnostic */
 	const char *bclass;	/* bounce_class_name() */
 	const char *host;	/* the reporting or remote MTA, or "" */
+	uint64_t *job_id;	/* when not NULL: gets the delivery's job, for the log */
 };
 /* Record a bounce in one transaction: a delivery_log row; when failed, the
  * delivery's state "failed" and its last reply; when the class counts

@@ -199,7 +199,7 @@ def test_unknown_user_two_days_suppresses():
     s = env.db.query("SELECT * FROM suppressions WHERE address = %s", (addr,))
     check(s, "%s not suppressed after unknown-user bounces on two days", addr)
     check_eq((s[0]["reason"], int(s[0]["delivery_id"])), ("unknown-user", int(d2["id"])), "suppression")
-    env.intake.wait_log(r"bounce dlv=%d .*cleaning=suppressed" % d2["id"])
+    env.intake.wait_log(r"bounce job=%d dlv=%d .*cleaning=suppressed" % (d2["job_id"], d2["id"]))
     reply = env.submit(env.submission([addr, "alive@docomo.ne.jp"], "次", "本文\n")).one()
     check(" 1 accepted, 0 rejected, 1 suppressed" in reply.text, "reply %r", reply.text)
     env.stop_clean()
