@@ -121,6 +121,8 @@ struct hato_config {
 	char *unsubscribe_url;		/* token appended: the one-click URL */
 	char *http_listen;		/* host:port of the status and unsubscribe endpoint */
 	bool http_public;		/* http_listen may be other than a loopback address */
+	char *http_user;		/* basic auth of the status page and /metrics; "" = none */
+	char *http_password_file;	/* its password (read by the gateway at start-up) */
 	unsigned claim_batch;
 	uint64_t lease_ms, poll_ms;
 	uint64_t connect_timeout_ms, greeting_timeout_ms, command_timeout_ms, data_timeout_ms;

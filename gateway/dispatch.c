@@ -40,7 +40,6 @@
 #include "gateway/dkim.h"
 #include "gateway/metrics.h"
 #include "gateway/mxres.h"
-#include "gateway/report.h"
 #include "mail/bounce.h"
 #include "mail/verp.h"
 #include "routes/routes.h"
@@ -110,7 +109,6 @@ struct dispatch {
 	struct dkim_entry *dkims;
 	size_t ndkims;
 	bool need_jis;
-	uint64_t report_due_ms;		/* next look for jobs to report on */
 	struct tls_entry *tls;		/* one client context per relay, and "" for MX */
 	size_t ntls;
 };
@@ -307,6 +305,21 @@ bounce_stage_of(enum smtpc_stage st)
 	}
 }
 
+/* The counters of /metrics, and the last reply the status page shows. */
+static void
+note_result(struct dispatch *d, const char *dest, const struct smtpc_reply *r,
+    const struct store_result *res)
+{
+	struct dest *e = dest_find(d, dest);
+
+	metrics_delivery(dest, store_outcome_name(res->outcome), res->bclass);
+	if (!e)
+		return;
+	snprintf(e->last_reply, sizeof(e->last_reply), "%d%s%s %s", r->code, *r->status ? " " : "",
+	    r->status, r->text);
+	e->last_at = (double)time(NULL);
+}
+
 static void
 add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *host,
     const struct smtpc_reply *r)
@@ -342,6 +355,7 @@ add_result(struct dispatch *d, struct dmsg *m, const char *dest, const char *hos
 		    bounce_stage_of(r->stage), m->lease.domain, &soft);
 		snprintf(res->bclass, sizeof(res->bclass), "%s", bounce_class_name(bc));
 	}
+	note_result(d, dest, r, res);
 	log_info("delivery job=%llu dlv=%llu dest=%s host=%s attempt=%u status=%s stage=%s code=%d class=%s reply=%s",
 	    (unsigned long long)m->lease.job_id, (unsigned long long)m->lease.id, dest,
 	    *res->host ? res->host : "-", m->lease.attempts + 1, store_outcome_name(res->outcome),
@@ -393,27 +407,6 @@ rehearsal_header(char *extra, size_t size, const struct dmsg *m)
 	/* render_dest is a route key of ours (ASCII, no CR or LF). */
 	snprintf(extra + len, size - len, "X-Hato-Rehearsal: %s (job %llu, a rehearsal copy)\r\n",
 	    m->lease.render_dest, (unsigned long long)m->lease.job_id);
-}
-
-/*
- * A notice to a submitter goes as it was stored, with an empty envelope
- * sender (RFC 3834: nothing should answer it, and a bounce of it comes
- * back to nobody), no VERP and no List-Unsubscribe.
- */
-static int
-prepare_notice(struct dmsg *m, const struct compose_body *b)
-{
-	if (!(m->head = strdup("")))
-		fatalx("dispatch: out of memory");
-	m->mail_from[0] = '\0';
-	m->msg.mail_from = m->mail_from;
-	m->msg.rcpt = m->rcpt;
-	m->msg.head = m->head;
-	m->msg.head_len = 0;
-	m->msg.body = b->body;
-	m->msg.body_len = b->body_len;
-	m->msg.arg = m;
-	return 0;
 }
 
 static int
@@ -1484,4 +1477,26 @@ dispatch_old_configs(const struct dispatch *d, size_t *n)
 {
 	*n = d->nold;
 	return d->old_cfs;
+}
+
+void
+dispatch_each_dest(struct dispatch *d, void (*cb)(void *, const struct dispatch_dest_view *), void *arg)
+{
+	for (int b = 0; b < DEST_BUCKETS; b++)
+		for (struct dest *e = d->dests[b]; e; e = e->next) {
+			const struct limits *l = destq_limits(e->dq);
+			const char *host = destq_host(e->dq);
+			struct dispatch_dest_view v = {
+				.key = destq_key(e->dq), .host = host ? host : "",
+				.held = e->held, .queued = destq_queued(e->dq),
+				.sessions = destq_sessions(e->dq),
+				.paced = l->messages && l->interval_ms,
+				.factor = destq_factor(e->dq),
+				.suspended_ms = destq_suspended_ms(e->dq),
+				.last_reply = e->last_reply, .last_at = e->last_at,
+			};
+			if (v.paced)
+				v.pace_rate = l->messages * 1000.0 / (double)l->interval_ms;
+			cb(arg, &v);
+		}
 }

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "gateway/dispatch.h"
 #include "gateway/http.h"
+#include "gateway/metrics.h"
 #include "gateway/upkeep.h"
 
 struct app {
@@ -145,13 +146,15 @@ main(int argc, char **argv)
 	/* Send windows are in the site's zone, the one Send-At uses. */
 	setenv("TZ", cf->timezone, 1);
 	tzset();
+	/* Before any worker thread starts: they report their latencies. */
+	metrics_init();
 	if (!(a.base = event_base_new()))
 		fatalx("cannot create the event loop");
 	/* Keys are read as root, then root is dropped. */
 	if (!(a.dispatch = dispatch_new(a.base, cf, err, sizeof(err))))
 		fatalx("%s", err);
 	/* The one-click unsubscribe endpoint; binds before root is dropped. */
-#include "gateway/metrics.h"
+	if (!(a.http = http_new(a.base, cf, a.dispatch, err, sizeof(err))))
 		fatalx("%s", err);
 	if (daemon_drop_root(cf->user, err, sizeof(err)) < 0)
 		fatalx("%s", err);
