@@ -76,6 +76,9 @@ static const struct conf_key intake_keys[] = {
 	{ "max_message_size", K_SIZE, "50M", 1024, 1ULL << 31, HC(max_message_size), "largest submission" },
 	{ "workers", K_UINT, "2", 1, 64, HC(intake_workers), "database threads" },
 	{ "approval_expiry", K_DURATION, "24h", 1000, 366 * DAY, HC(approval_expiry_ms), "held jobs expire after it" },
+	{ "authserv_id", K_STR, "", 0, 0, HC(authserv_id), "trusted Authentication-Results id" },
+	{ "receipt_from", K_STR, "", 0, 0, HC(receipt_from), "From of receipts (default: submit_address)" },
+	{ "receipts", K_BOOL, "yes", 0, 0, HC(receipts), "answer submissions with receipts" },
 	{ NULL }
 };
 static const struct conf_key gateway_keys[] = {
@@ -175,6 +178,12 @@ static const struct conf_key dkim_keys[] = {
 static const struct conf_key submitter_keys[] = {
 	{ "address", K_STR, "", 0, 0, SC(address), "From addresses" },
 	{ "token_sha256", K_STR, "", 0, 0, SC(token_hex), "SHA-256 of the token" },
+	{ "auth", K_STR, "token", 0, 0, SC(auth_raw), "token|authres|token-or-authres" },
+	{ "from", K_STR, "", 0, 0, SC(from_raw), "allowed From addresses of their DMs" },
+	{ "max_recipients", K_UINT, "0", 0, 100000000, SC(max_recipients), "recipients per job (0: no limit)" },
+	{ "max_per_day", K_UINT, "0", 0, 100000000, SC(max_per_day), "recipients per day (0: no limit)" },
+	{ "rehearsal", K_STR, "", 0, 0, SC(rehearsal_raw), "rehearsal addresses" },
+	{ "approval", K_BOOL, "no", 0, 0, SC(approval), "hold jobs until approved" },
 	{ NULL }
 };
 
@@ -578,6 +587,56 @@ load_pace(struct loader *ld, dictionary *d, const char *sec, struct hato_config 
 		fail(ld, sec, "interval", "a pace with messages needs an interval");
 }
 
+/* A comma- or space-separated list of addresses, lower-cased. */
+static void
+address_list(struct loader *ld, const char *sec, const char *key, const char *raw,
+    char ***out, size_t *n)
+{
+	char *list = xstrdup(raw), *tok, *save = NULL;
+
+	for (tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		const char *at = strchr(tok, '@');
+		if (!at || at == tok || !at[1] || strchr(at + 1, '@')) {
+			fail(ld, sec, key, "'%s' is not an address", tok);
+			break;
+		}
+		if (!(*out = realloc(*out, (*n + 1) * sizeof(char *))))
+			fatalx("config: out of memory");
+		(*out)[*n] = xstrdup(tok);
+		lower((*out)[(*n)++]);
+	}
+	free(list);
+}
+
+static void
+free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* auth, from and rehearsal of a submitter; the token is checked after. */
+static void
+load_submitter_auth(struct loader *ld, const char *sec, struct hato_config *c, struct submitter_conf *s)
+{
+	if (strcasecmp(s->auth_raw, "token") == 0)
+		s->auth = SUBMITTER_AUTH_TOKEN;
+	else if (strcasecmp(s->auth_raw, "authres") == 0)
+		s->auth = SUBMITTER_AUTH_AUTHRES;
+	else if (strcasecmp(s->auth_raw, "token-or-authres") == 0)
+		s->auth = SUBMITTER_AUTH_EITHER;
+	else {
+		fail(ld, sec, "auth", "'%s' is not token, authres or token-or-authres", s->auth_raw);
+		return;
+	}
+	/* Without a trusted id every Authentication-Results is a stranger's. */
+	if (s->auth != SUBMITTER_AUTH_TOKEN && !*c->authserv_id)
+		fail(ld, sec, "auth", "'%s' needs [intake] authserv_id (the local MTA's id)", s->auth_raw);
+	address_list(ld, sec, "from", s->from_raw, &s->froms, &s->nfrom);
+	address_list(ld, sec, "rehearsal", s->rehearsal_raw, &s->rehearsal, &s->nrehearsal);
+}
+
 static void
 load_submitter(struct loader *ld, dictionary *d, const char *sec, struct hato_config *c)
 {
@@ -613,7 +672,9 @@ load_submitter(struct loader *ld, dictionary *d, const char *sec, struct hato_co
 			fail(ld, sec, "token_sha256", "not 64 hexadecimal digits");
 		s->has_token = true;
 	}
-	if (!ld->failed && !s->has_token)
+	if (!ld->failed)
+		load_submitter_auth(ld, sec, c, s);
+	if (!ld->failed && !s->has_token && s->auth != SUBMITTER_AUTH_AUTHRES)
 		fail(ld, sec, "token_sha256", "a submitter needs a token (hatoctl token makes one)");
 }
 
@@ -881,6 +942,8 @@ config_free(struct hato_config *c)
 		for (size_t j = 0; j < s->naddr; j++)
 			free(s->addresses[j]);
 		free(s->addresses);
+		free_list(s->froms, s->nfrom);
+		free_list(s->rehearsal, s->nrehearsal);
 	}
 	for (size_t i = 0; i < c->ndkims; i++)
 		free_strings(dkim_keys, &c->dkims[i]);

@@ -88,7 +88,22 @@ struct submitter_conf {
 	char *token_hex;
 	unsigned char token_sha256[32];
 	bool has_token;
+	char *auth_raw;			/* token | authres | token-or-authres */
+	int auth;			/* enum submitter_auth */
+	char *from_raw;			/* allowed From addresses of their DMs, as written */
+	char **froms;			/* lower-cased; none: the submitter's own address */
+	size_t nfrom;
+	unsigned max_recipients;	/* per job; 0: no limit */
+	unsigned max_per_day;		/* recipients accepted per day; 0: no limit */
+	char *rehearsal_raw;		/* rehearsal addresses, as written */
+	char **rehearsal;		/* lower-cased */
+	size_t nrehearsal;
+	bool approval;			/* jobs held until approved */
 };
+
+/* How a submitter proves who it is: the control block's Token, the local
+ * MTA's Authentication-Results ([intake] authserv_id), or either. */
+enum submitter_auth { SUBMITTER_AUTH_TOKEN = 0, SUBMITTER_AUTH_AUTHRES, SUBMITTER_AUTH_EITHER };
 
 struct dkim_conf {
 	char name[64];
@@ -113,6 +128,9 @@ struct hato_config {
 	char *db_password;		/* read from db_password_file */
 	/* [intake] */
 	char *lmtp_socket, *lmtp_listen, *submit_address, *timezone;
+	char *authserv_id;		/* the local MTA's Authentication-Results id; "": none trusted */
+	char *receipt_from;		/* From of receipts and reports; "": submit_address */
+	bool receipts;			/* answer submissions with receipts (else 5xx replies) */
 	uint64_t max_message_size;
 	unsigned intake_workers;
 	uint64_t approval_expiry_ms;	/* a held job nobody approved expires after it */

@@ -119,10 +119,12 @@ help_print(FILE *f, const char *only)
 			continue;
 		any = true;
 		fprintf(f, "  %s\n", helps[i].synopsis);
-		/* The first line in the overview, all of it for one command. */
 		for (t = helps[i].text; *t;) {
 			size_t n = strcspn(t, "\n");
-			fprintf(f, "      %.*s\n", (int)n, t);
+			bool more = t[n] == '\n' && t[n + 1];
+
+			/* The overview shows the first line, marked when there is more. */
+			fprintf(f, "      %.*s%s\n", (int)n, t, !only && more ? " ..." : "");
 			t += n;
 			if (*t)
 				t++;

@@ -926,3 +926,49 @@ compose_head(const struct compose_body *b, const struct compose_rcpt *r, time_t 
 		*len = size;
 	return head;
 }
+
+/* The headers a notice's signature covers: every notice has all of them. */
+#define NOTICE_SIGNED "from:to:subject:date:message-id:auto-submitted:mime-version:content-type"
+
+struct compose_body *
+compose_notice(uint64_t job_id, const char *msg, const struct dkim_key *dkim, char *err, size_t errlen)
+{
+	struct compose_body *b;
+	const char *sep;
+	char *sig = NULL, *bh;
+	size_t hlen, len = strlen(msg);
+
+	if ((sep = strstr(msg, "\r\n\r\n")) == NULL) {
+		seterr(err, errlen, "the stored notice has no header block");
+		return NULL;
+	}
+	hlen = (size_t)(sep - msg) + 2;
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->notice = true;
+	b->job_id = job_id;
+	if (dkim != NULL) {
+		if ((bh = dkim_body_hash(sep + 4, len - hlen - 2)) != NULL)
+			sig = dkim_sign(dkim, msg, hlen, bh, NOTICE_SIGNED, (long)time(NULL));
+		free(bh);
+		if (sig == NULL) {
+			seterr(err, errlen, "the notice cannot be signed");
+			free(b);
+			return NULL;
+		}
+	}
+	b->body_len = (sig ? strlen(sig) : 0) + len;
+	bool crlf = len >= 2 && memcmp(msg + len - 2, "\r\n", 2) == 0;
+	if ((b->body = malloc(b->body_len + 3)) == NULL) {
+		free(sig);
+		free(b);
+		seterr(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(b->body, b->body_len + 3, "%s%s%s", sig ? sig : "", msg, crlf ? "" : "\r\n");
+	b->body_len += crlf ? 0 : 2;
+	free(sig);
+	return b;
+}

@@ -39,6 +39,7 @@ struct compose_body {
 	char *dkim_bh;		/* body hash for the DKIM signatures, or NULL */
 	const char *charset_used;	/* MIME name written: "UTF-8", "ISO-2022-JP" */
 	bool fell_back;		/* the job's charset could not carry the text */
+	bool notice;		/* a notice: body is the whole message, head is empty */
 	char fallback[128];	/* why, for the log: "Subject: U+2460 not in ISO-2022-JP" */
 };
 
@@ -47,6 +48,13 @@ struct compose_body {
  * set and the reason in fallback. */
 struct compose_body *compose_prepare(const struct compose_job *j, char *err, size_t errlen);
 void compose_body_free(struct compose_body *b);
+
+/* A notice (receipt or report to a submitter): the stored message is sent
+ * as it is, CRLF line ends, with a DKIM-Signature in front when dkim is
+ * given (signed here, once). NULL with a reason in err when the stored
+ * text is no message (no empty line after the header). */
+struct compose_body *compose_notice(uint64_t job_id, const char *msg, const struct dkim_key *dkim,
+    char *err, size_t errlen);
 
 struct compose_rcpt {
 	const char *to;		/* RFC 5321 form of the recipient (addr_format) */

@@ -40,6 +40,7 @@
 #include "gateway/dkim.h"
 #include "gateway/metrics.h"
 #include "gateway/mxres.h"
+#include "gateway/report.h"
 #include "mail/bounce.h"
 #include "mail/verp.h"
 #include "routes/routes.h"
@@ -109,6 +110,7 @@ struct dispatch {
 	struct dkim_entry *dkims;
 	size_t ndkims;
 	bool need_jis;
+	uint64_t report_due_ms;		/* next look for jobs to report on */
 	struct tls_entry *tls;		/* one client context per relay, and "" for MX */
 	size_t ntls;
 };
@@ -409,6 +411,27 @@ rehearsal_header(char *extra, size_t size, const struct dmsg *m)
 	    m->lease.render_dest, (unsigned long long)m->lease.job_id);
 }
 
+/*
+ * A notice to a submitter goes as it was stored, with an empty envelope
+ * sender (RFC 3834: nothing should answer it, and a bounce of it comes
+ * back to nobody), no VERP and no List-Unsubscribe.
+ */
+static int
+prepare_notice(struct dmsg *m, const struct compose_body *b)
+{
+	if (!(m->head = strdup("")))
+		fatalx("dispatch: out of memory");
+	m->mail_from[0] = '\0';
+	m->msg.mail_from = m->mail_from;
+	m->msg.rcpt = m->rcpt;
+	m->msg.head = m->head;
+	m->msg.head_len = 0;
+	m->msg.body = b->body;
+	m->msg.body_len = b->body_len;
+	m->msg.arg = m;
+	return 0;
+}
+
 static int
 on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 {
@@ -421,6 +444,8 @@ on_prepare(struct destq *dq, struct dmsg *m, struct smtpc_reply *why, void *arg)
 
 	if (clock_mono_ms() > m->lease_deadline)
 		return -2;
+	if (m->job->body[CS_UTF8] && m->job->body[CS_UTF8]->notice)
+		return prepare_notice(m, m->job->body[CS_UTF8]);
 	/* RFC 8058: both ways to leave the list, each naming this delivery. */
 	unsub_token(d->cf->secret, d->cf->secret_len, m->lease.id, tok, sizeof(tok));
 	snprintf(extra, sizeof(extra), "List-Unsubscribe: <mailto:unsub+%s@%s>,\r\n <%s%s>\r\n"
@@ -749,6 +774,7 @@ struct claim_task {
 	struct store_lease *l;
 	size_t n, max;
 	bool more;		/* some destination had more than it got */
+	bool report;		/* look for ended jobs to report on first */
 	int rc;
 	char err[300];
 };
@@ -763,6 +789,8 @@ claim_run(void *ctx, void *arg)
 
 	if (!due || !req)
 		fatalx("dispatch: out of memory");
+	if (t->report)
+		report_sweep(ctx, t->cf);
 	if ((t->rc = store_due_dests(ctx, due, MAX_DUE_DESTS, &ndue)) == STORE_OK) {
 		for (size_t i = 0; i < ndue; i++) {
 			size_t held = 0, cap;
@@ -831,7 +859,15 @@ load_run(void *ctx, void *arg)
 		.dkim = dkim_for(d, j->from_addr),
 	};
 	/* Encoding the body is pure work: done here, off the event loop. */
-	t->body[CS_UTF8] = compose_prepare(&cj, t->err, sizeof(t->err));
+	if (j->notice)
+		t->body[CS_UTF8] = compose_notice(j->id, j->body, cj.dkim, t->err, sizeof(t->err));
+	else
+		t->body[CS_UTF8] = compose_prepare(&cj, t->err, sizeof(t->err));
+	if (j->notice) {
+		/* A receipt or report: the stored message as it is. */
+		store_job_free(j);
+		return;
+	}
 	if (d->need_jis && t->body[CS_UTF8]) {
 		cj.charset = "iso-2022-jp";
 		t->body[CS_JIS] = compose_prepare(&cj, err, sizeof(err));
@@ -998,6 +1034,10 @@ claim_now(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!(t = calloc(1, sizeof(*t))))
 		fatalx("dispatch: out of memory");
+	if (d->cf->receipts && clock_mono_ms() >= d->report_due_ms) {
+		t->report = true;
+		d->report_due_ms = clock_mono_ms() + REPORT_EVERY_MS;
+	}
 	for (int b = 0; b < DEST_BUCKETS; b++)
 		for (struct dest *e = d->dests[b]; e; e = e->next)
 			n++;

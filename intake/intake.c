@@ -36,6 +36,8 @@
 #include "core/strbuf.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "intake/answer.h"
+#include "intake/auth.h"
 #include "intake/feedback.h"
 #include "intake/intake.h"
 #include "intake/lmtp.h"
@@ -76,19 +78,6 @@ struct intake_task {
 	struct lmtp_txn *txn;
 	char (*replies)[REPLY_MAX];	/* one per recipient */
 };
-
-static bool
-token_ok(const struct submitter_conf *sub, const char *token)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-
-	if (!token || !sub->has_token)
-		return false;
-	if (!EVP_Digest(token, strlen(token), md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-		return false;
-	return CRYPTO_memcmp(md, sub->token_sha256, 32) == 0;
-}
 
 int
 intake_parse_send_at(const char *s, double *when, const char **why)
@@ -224,12 +213,140 @@ drop_suppressed(struct store *st, struct store_rcpt_new *rows, size_t *n,
 	return rc;
 }
 
+/* A known submitter's mail that makes no job: an error receipt and 250
+ * (so that the MTA sends no bounce of its own), or with receipts off the
+ * 5xx reply smtp. An error receipt that cannot be stored is a 451: the
+ * MTA keeps the mail and tries again. */
+static void
+refuse(struct store *st, const struct hato_config *cf, struct answer *a, const char *smtp,
+    const char *why, char *reply, size_t replylen)
+{
+	char q[400];
+
+	log_info("intake submitter=%s status=refused reason=%s", a->who->name, log_quote(q, sizeof(q), why));
+	if (!cf->receipts) {
+		snprintf(reply, replylen, "%s %s", smtp, why);
+		return;
+	}
+	if (answer_refuse(a, st, why) != STORE_OK) {
+		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", a->who->name, store_error(st));
+		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
+		return;
+	}
+	snprintf(reply, replylen, "250 2.0.0 not accepted, error receipt sent: %s", why);
+}
+
+static const char *
+dest_for(const struct hato_config *cf, const char *addr, char *buf, size_t size)
+{
+	const char *at = strrchr(addr, '@');
+	const struct route *rt;
+
+	buf[0] = '\0';
+	if (at && (rt = routes_match(cf->routes, at + 1)))
+		routes_dest_key(rt, at + 1, buf, size);
+	return buf;
+}
+
+/* The start of today in the process's zone ([intake] timezone). */
+static double
+day_start(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	return (double)mktime(&tm);
+}
+
+/* The invalid and duplicate recipients of the parse, for the receipt. */
+static void
+add_unaccepted(struct answer *a, const struct submission *sub)
+{
+	for (size_t i = 0; i < sub->nrcpt; i++) {
+		const struct sub_rcpt *r = &sub->rcpts[i];
+		if (r->verdict == RCPT_INVALID)
+			answer_add(a, "", RO_INVALID, r->raw, r->reason, r->source, r->line);
+		else if (r->verdict == RCPT_DUPLICATE)
+			answer_add(a, "", RO_DUPLICATE, r->raw, "given before", r->source, r->line);
+	}
+}
+
+/*
+ * Every recipient's outcome for the receipt, and the quotas: of the rows
+ * left after suppression, those past the job's limit (max_recipients) or
+ * the day's (max_per_day, counted from the jobs of the day) are "over
+ * quota" and leave the rows. Two submissions of one submitter at the same
+ * moment may each see the day's count before the other's commit: the day's
+ * limit can be passed by one job's worth then, never more.
+ */
+static int
+count_outcomes(struct store *st, const struct hato_config *cf, const struct submitter_conf *who,
+    const struct submission *sub, struct store_rcpt_new *rows, size_t *n,
+    const char **gone, char (*reasons)[17], size_t ngone, struct answer *a)
+{
+	size_t keep = *n, left;
+	const char *why = NULL;
+	char dest[128];
+	uint64_t used;
+	int rc;
+
+	add_unaccepted(a, sub);
+	for (size_t i = 0; i < ngone; i++)
+		answer_add(a, dest_for(cf, gone[i], dest, sizeof(dest)), RO_SUPPRESSED, gone[i], reasons[i], NULL, 0);
+	if (who->max_recipients && keep > who->max_recipients) {
+		keep = who->max_recipients;
+		why = "past the limit of one job (max_recipients)";
+	}
+	if (who->max_per_day && keep > 0) {
+		if ((rc = store_submitter_recipients_since(st, who->name, day_start(), &used)) != STORE_OK)
+			return rc;
+		left = used >= who->max_per_day ? 0 : who->max_per_day - (size_t)used;
+		if (keep > left) {
+			keep = left;
+			why = "past the limit of the day (max_per_day)";
+		}
+	}
+	for (size_t i = 0; i < *n; i++)
+		answer_add(a, rows[i].dest, i < keep ? RO_ACCEPTED : RO_OVER_QUOTA, rows[i].address,
+		    i < keep ? NULL : why, NULL, 0);
+	if (keep < *n)
+		log_info("intake submitter=%s over_quota=%zu reason=\"%s\"", who->name, *n - keep, why);
+	*n = keep;
+	return STORE_OK;
+}
+
+/* The From of the DM: the control block's From when the submitter may use
+ * it (from, or without it their own addresses), else the mail's From. */
+static bool
+pick_from(const struct submitter_conf *who, const struct mime_msg *m, const struct submission *sub,
+    struct answer *a, char *err, size_t errlen)
+{
+	char q[200];
+
+	a->subject = sub->subject;
+	a->dm_from = m->from;
+	if (!sub->from)
+		return true;
+	for (size_t i = 0; i < who->nfrom; i++)
+		if (strcasecmp(who->froms[i], sub->from) == 0)
+			return (a->dm_from = sub->from), true;
+	for (size_t i = 0; who->nfrom == 0 && i < who->naddr; i++)
+		if (strcasecmp(who->addresses[i], sub->from) == 0)
+			return (a->dm_from = sub->from), true;
+	snprintf(err, errlen, "From: '%s' is not one of the From addresses allowed for you",
+	    log_quote(q, sizeof(q), sub->from));
+	return false;
+}
+
 static void
 store_submission(struct store *st, const struct hato_config *cf, const struct submitter_conf *who, const char *env_from,
-    const struct mime_msg *m, const struct submission *sub, char *reply, size_t replylen)
+    const struct mime_msg *m, const struct submission *sub, struct answer *a, char *reply, size_t replylen)
 {
 	struct store_job_new j = {
-		.submitter = who->name, .env_from = env_from, .from_addr = m->from,
+		.submitter = who->name, .env_from = env_from, .from_addr = a->dm_from,
 		.subject = sub->subject ? sub->subject : "", .body = sub->body,
 		.source_msgid = m->message_id, .dry_run = sub->dry_run,
 	};
@@ -260,7 +377,7 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	/* Checked before anything is stored: a bad Send-At, Rate or Send-By
 	 * is the submitter's to fix. */
 	if (schedule_plan(sub, sub->naccepted, (double)clock_wall_ms() / 1000, &plan, err, sizeof(err)) < 0) {
-		snprintf(reply, replylen, "550 5.6.0 %s", err);
+		refuse(st, cf, a, "550 5.6.0", err, reply, replylen);
 		return;
 	}
 	if (sub->send_at)
@@ -270,22 +387,29 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	reasons = calloc(n ? n : 1, sizeof(*reasons));
 	if (!gone || !reasons)
 		fatalx("intake: out of memory");
-	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK && n > 0) {
+	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK)
+		rc = count_outcomes(st, cf, who, sub, rows, &n, gone, reasons, ngone, a);
+	if (rc == STORE_OK && n > 0) {
 		/* Spread evenly over what is left to send. */
 		if (plan.spacing > 0 && sub->send_by && n > 1)
 			plan.spacing = plan.spacing * (double)sub->naccepted / (double)n;
 		for (size_t i = 0; plan.spacing > 0 && i < n; i++)
 			rows[i].at = plan.start + plan.spacing * (double)i;
+		a->send_at = j.send_at;
+		a->dry_run = j.dry_run;
+		if (cf->receipts)
+			answer_attach(a, st, &j);
 		rc = store_job_create(st, &j, rows, n, &job_id);
 	}
 	if (rc != STORE_OK) {
 		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
 		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
 	} else if (n == 0) {
-		log_info("intake submitter=%s recipients=0 rejected=%zu suppressed=%zu status=refused",
-		    who->name, rejected, ngone);
-		snprintf(reply, replylen, "550 5.1.3 no recipient left to send to: %zu suppressed, %zu rejected",
-		    ngone, rejected);
+		log_info("intake submitter=%s recipients=0 rejected=%zu suppressed=%zu over_quota=%zu status=refused",
+		    who->name, rejected, ngone, a->total[RO_OVER_QUOTA]);
+		snprintf(err, sizeof(err), "no recipient left to send to: %zu suppressed, %zu over quota, %zu rejected",
+		    ngone, a->total[RO_OVER_QUOTA], rejected);
+		refuse(st, cf, a, "550 5.1.3", err, reply, replylen);
 	} else {
 		log_info("intake job=%llu submitter=%s recipients=%zu rejected=%zu suppressed=%zu status=queued",
 		    (unsigned long long)job_id, who->name, n, rejected, ngone);
@@ -314,6 +438,8 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 	struct mime_msg m;
 	struct submission sub;
 	const struct submitter_conf *who;
+	struct answer a;
+	const char *why;
 	char err[400], q[400];
 
 	memset(&sub, 0, sizeof(sub));
@@ -328,16 +454,29 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 		mime_msg_free(&m);
 		return;
 	}
-	if (submission_parse(&m, &sub, err, sizeof(err)) < 0) {
-		log_info("intake submitter=%s status=refused reason=%s", who->name, log_quote(q, sizeof(q), err));
-		snprintf(reply, replylen, "550 5.6.0 %s", err);
-	} else if (!token_ok(who, sub.token)) {
-		log_notice("intake submitter=%s status=refused reason=\"bad token\"", who->name);
-		snprintf(reply, replylen, "550 5.7.8 authentication failed: wrong or missing Token");
-	} else if (sub.naccepted == 0) {
-		snprintf(reply, replylen, "550 5.1.3 no valid recipient among %zu given", sub.nrcpt);
+	/* Before anything else: an auto-reply must never approve, submit or
+	 * be answered (answer.h). */
+	if (!answer_allowed(&m, env_from, &why)) {
+		log_notice("intake submitter=%s status=discarded reason=\"%s\" env_from=%s (never answered)",
+		    who->name, why, *env_from ? env_from : "<>");
+		snprintf(reply, replylen, "250 2.0.0 message discarded: automatic mail is not answered");
+		mime_msg_free(&m);
+		return;
+	}
+	answer_init(&a, cf, who, &m, m.from);
+	if (submission_parse(&m, &sub, err, sizeof(err)) < 0)
+		refuse(st, cf, &a, "550 5.6.0", err, reply, replylen);
+	else if (!auth_submitter(who, cf->authserv_id, &m, m.from, sub.token, err, sizeof(err)))
+		refuse(st, cf, &a, "550 5.7.8", err, reply, replylen);
+	else if (!pick_from(who, &m, &sub, &a, err, sizeof(err)))
+		refuse(st, cf, &a, "550 5.7.1", err, reply, replylen);
+	else if (sub.naccepted == 0) {
+		add_unaccepted(&a, &sub);
+		snprintf(err, sizeof(err), "no valid recipient among %zu given", sub.nrcpt);
+		refuse(st, cf, &a, "550 5.1.3", err, reply, replylen);
 	} else
-		store_submission(st, cf, who, env_from, &m, &sub, reply, replylen);
+		store_submission(st, cf, who, env_from, &m, &sub, &a, reply, replylen);
+	answer_free(&a);
 	submission_free(&sub);
 	mime_msg_free(&m);
 }

@@ -8,7 +8,7 @@
  * The first text/plain part starts with "Key: value" lines up to the first
  * empty line; the rest is the DM body. Keys are case-insensitive: Token,
  * To (repeatable, a list separated by ',' or ';', entries may be
- * "Name <addr>"), Subject, Send-At, Dry-Run, Rate, Send-By. A line that starts with white
+ * "Name <addr>"), Subject, Send-At, Dry-Run, Rate, Send-By, From. A line that starts with white
  * space continues the previous value, as a folded header would. Any other
  * key is refused, so a submitter cannot set a header Hato does not allow.
  *
@@ -49,6 +49,7 @@ enum cb_key {
 	K_DRY_RUN,
 	K_RATE,
 	K_SEND_BY,
+	K_FROM,
 	K_NONE,
 };
 
@@ -60,6 +61,7 @@ static const char *const cb_names[] = {
 	[K_DRY_RUN] = "Dry-Run",
 	[K_RATE] = "Rate",
 	[K_SEND_BY] = "Send-By",
+	[K_FROM] = "From",
 };
 
 /* Duplicate detection: open addressing on indexes into s->rcpts, plus one. */
@@ -438,6 +440,8 @@ cb_commit(struct parse *p, struct cb_value *v)
 		return cb_single(p, &s->rate, v);
 	case K_SEND_BY:
 		return cb_single(p, &s->send_by, v);
+	case K_FROM:
+		return cb_single(p, &s->from, v);
 	case K_DRY_RUN:
 		val = v->val;
 		len = v->len;
@@ -853,6 +857,7 @@ submission_free(struct submission *s)
 	free(s->send_at);
 	free(s->rate);
 	free(s->send_by);
+	free(s->from);
 	free(s->body);
 	memset(s, 0, sizeof(*s));
 }

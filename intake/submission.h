@@ -7,7 +7,7 @@
  *
  * The first text/plain part starts with "Key: value" lines up to the first
  * empty line; the rest of the part is the DM body. Known keys: Token, To
- * (repeatable, comma-separated), Subject, Send-At, Dry-Run, Rate, Send-By. An unknown key
+ * (repeatable, comma-separated), Subject, Send-At, Dry-Run, Rate, Send-By, From. An unknown key
  * is an error (a submitter must not be able to set headers Hato does not
  * allow). Recipients also come from text/csv and text/plain attachments.
  */
@@ -37,6 +37,7 @@ struct submission {
 	char *send_at;		/* raw Send-At value, or NULL */
 	char *rate;		/* raw Rate value ("300/h", "20/min", "2/s"), or NULL */
 	char *send_by;		/* raw Send-By value, or NULL */
+	char *from;		/* raw From value (one of the submitter's allowed ones), or NULL */
 	bool dry_run;
 	char *body;		/* UTF-8 DM text after the control block, LF line ends */
 	struct sub_rcpt *rcpts;

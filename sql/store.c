@@ -622,6 +622,93 @@ store_job_find_retry(struct store *s, const char *submitter, const char *msgid, 
 
 static int job_create_extra(struct store *s, uint64_t job_id, const struct store_job_new *j);
 
+/* ---- intake: notices (receipts and reports) ---- */
+
+/* reported_at is set at once: nobody reports on a notice. */
+static const char SQL_NOTICE_INSERT[] =
+    "INSERT INTO jobs (kind, parent_id, submitter, env_from, from_addr, subject, body, source_msgid,"
+    " state, dry_run, recipients, send_at, created_at, reported_at)"
+    " VALUES ('notice', ?, ?, '', ?, ?, ?, NULL, 'queued', 0, 1, NOW(6), NOW(6), NOW(6))";
+
+/* The notice job and its delivery, inside the caller's transaction. */
+static int
+insert_notice(struct store *s, const struct store_notice_new *n, uint64_t *job_id)
+{
+	struct store_rcpt_new r = { .address = n->to, .domain = n->domain, .dest = n->dest };
+	BINDS(p);
+	MYSQL_STMT *st;
+	double now = 0;
+	int rc;
+
+	bind_u64(&p, &n->parent_id);
+	if (!n->parent_id)
+		p.null[p.n - 1] = 1;
+	bind_str(&p, n->submitter);
+	bind_str(&p, n->from_addr);
+	bind_str(&p, n->subject);
+	bind_str(&p, n->msg);
+	if (!(st = run(s, SQL_NOTICE_INSERT, &p, &rc, "insert notice")))
+		return rc;
+	*job_id = mysql_stmt_insert_id(st);
+	return insert_deliveries(s, *job_id, &now, &r, 1);
+}
+
+static int
+insert_receipt(struct store *s, uint64_t job_id, const struct store_job_new *j)
+{
+	struct store_notice_new n = *j->receipt;
+	uint64_t id;
+	char *msg;
+	int rc;
+
+	if (!(msg = j->receipt_msg(j->receipt_arg, job_id, j))) {
+		snprintf(s->err, sizeof(s->err), "job %llu: the receipt cannot be written", (unsigned long long)job_id);
+		return STORE_ERROR;
+	}
+	n.msg = msg;
+	n.parent_id = job_id;
+	rc = insert_notice(s, &n, &id);
+	free(msg);
+	return rc;
+}
+
+int
+store_notice_create(struct store *s, const struct store_notice_new *n, uint64_t *job_id)
+{
+	int rc;
+
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	if ((rc = insert_notice(s, n, job_id)) != STORE_OK)
+		return tx_abort(s, rc);
+	if ((rc = tx_commit(s)) != STORE_OK)
+		return tx_abort(s, rc);
+	return STORE_OK;
+}
+
+static const char SQL_SUBMITTER_DAY[] =
+    "SELECT COALESCE(SUM(recipients), 0) FROM jobs"
+    " WHERE submitter = ? AND created_at >= FROM_UNIXTIME(?) AND kind = 'dm'";
+
+int
+store_submitter_recipients_since(struct store *s, const char *submitter, double since, uint64_t *n)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*n = 0;
+	bind_str(&p, submitter);
+	bind_dbl(&p, &since);
+	if (!(st = run_read(s, SQL_SUBMITTER_DAY, &p, &rc, "recipients of the day")))
+		return rc;
+	bind_u64(&r, n);
+	f = fetch(s, st, &r, "recipients of the day");
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
 int
 store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
@@ -652,6 +739,8 @@ store_job_create(struct store *s, const struct store_job_new *j,
 	if ((rc = insert_deliveries(s, *job_id, &send_at, r, n)) != STORE_OK)
 		return tx_abort(s, rc);
 	if ((rc = job_create_extra(s, *job_id, j)) != STORE_OK)
+		return tx_abort(s, rc);
+	if (j->receipt && (rc = insert_receipt(s, *job_id, j)) != STORE_OK)
 		return tx_abort(s, rc);
 	if ((rc = tx_commit(s)) != STORE_OK)
 		return tx_abort(s, rc);
@@ -1027,7 +1116,7 @@ store_redest(struct store *s, size_t (*dest_of)(void *, const char *, char *, si
 }
 
 static const char SQL_JOB_GET[] =
-    "SELECT id, submitter, from_addr, dry_run, CHAR_LENGTH(subject), OCTET_LENGTH(body)"
+    "SELECT id, submitter, from_addr, dry_run, CHAR_LENGTH(subject), OCTET_LENGTH(body), kind = 'notice'"
     " FROM jobs WHERE id = ?";
 static const char SQL_JOB_TEXT[] = "SELECT subject, body FROM jobs WHERE id = ?";
 
@@ -1048,7 +1137,7 @@ store_job_get(struct store *s, uint64_t id, struct store_job **out)
 	BINDS(r);
 	struct store_job *j = calloc(1, sizeof(*j));
 	char sub[65], from[321];
-	int dry = 0, slen = 0, blen = 0, rc, f;
+	int dry = 0, slen = 0, blen = 0, notice = 0, rc, f;
 	MYSQL_STMT *st;
 
 	*out = NULL;
@@ -1065,6 +1154,7 @@ store_job_get(struct store *s, uint64_t id, struct store_job **out)
 	bind_int(&r, &dry);
 	bind_int(&r, &slen);
 	bind_int(&r, &blen);
+	bind_int(&r, &notice);
 	f = fetch(s, st, &r, "job");
 	mysql_stmt_free_result(st);
 	if (f <= 0) {
@@ -1076,6 +1166,7 @@ store_job_get(struct store *s, uint64_t id, struct store_job **out)
 	j->submitter = strdup(sub);
 	j->from_addr = strdup(from);
 	j->dry_run = dry;
+	j->notice = notice;
 	/* Sized from the row itself: a subject holds up to 4 octets a character. */
 	j->subject = xmalloc((size_t)slen * 4 + 1);
 	j->body = xmalloc((size_t)blen + 1);
@@ -1106,6 +1197,186 @@ store_job_free(struct store_job *j)
 	free(j->subject);
 	free(j->body);
 	free(j);
+}
+
+/* ---- completion reports ---- */
+
+static const char SQL_UNREPORTED[] =
+    "SELECT id FROM jobs WHERE reported_at IS NULL AND state IN ('done', 'cancelled')"
+    " AND kind = 'dm' ORDER BY id LIMIT ?";
+static const char SQL_REPORT_MARK[] =
+    "UPDATE jobs SET reported_at = NOW(6) WHERE id = ? AND reported_at IS NULL";
+static const char SQL_REPORT_JOB[] =
+    "SELECT submitter, state, COALESCE(source_msgid, ''), LEFT(subject, 60) FROM jobs WHERE id = ?";
+/* Where the job's receipt went: the report goes there too. */
+static const char SQL_REPORT_TO[] =
+    "SELECT d.address FROM jobs n JOIN deliveries d ON d.job_id = n.id"
+    " WHERE n.parent_id = ? AND n.kind = 'notice' ORDER BY n.id LIMIT 1";
+/* A delivery cancelled because its address was suppressed counts as
+ * suppressed (cancel_waiting writes that reason). */
+static const char SQL_REPORT_COUNTS[] =
+    "SELECT dest, IF(state = 'cancelled' AND last_text LIKE 'suppressed:%', 'suppressed', state) AS st,"
+    " COUNT(*) FROM deliveries WHERE job_id = ? GROUP BY dest, st ORDER BY dest, st";
+static const char SQL_REPORT_FAILURES[] =
+    "SELECT address, COALESCE(last_code, 0), COALESCE(last_status, ''), COALESCE(last_text, '')"
+    " FROM deliveries WHERE job_id = ? AND state = 'failed' ORDER BY id";
+
+int
+store_unreported_jobs(struct store *s, uint64_t *ids, size_t max, size_t *n)
+{
+	BINDS(p);
+	BINDS(r);
+	uint64_t lim = max, id;
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*n = 0;
+	bind_u64(&p, &lim);
+	if (!(st = run_read(s, SQL_UNREPORTED, &p, &rc, "unreported jobs")))
+		return rc;
+	bind_u64(&r, &id);
+	while ((f = fetch(s, st, &r, "unreported jobs")) == 1 && *n < max)
+		ids[(*n)++] = id;
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : STORE_OK;
+}
+
+static int
+report_counts(struct store *s, uint64_t job_id, struct store_report_count **out, size_t *n)
+{
+	struct store_report_count row, *v = NULL;
+	size_t cap = 0;
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f, cnt;
+
+	*n = 0;
+	bind_u64(&p, &job_id);
+	if (!(st = run(s, SQL_REPORT_COUNTS, &p, &rc, "report counts")))
+		return rc;
+	bind_out(&r, row.dest, sizeof(row.dest));
+	bind_out(&r, row.state, sizeof(row.state));
+	bind_int(&r, &cnt);
+	while ((f = fetch(s, st, &r, "report counts")) == 1) {
+		if (*n == cap && !(v = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v))))
+			fatalx("store: out of memory");
+		row.n = (unsigned)cnt;
+		v[(*n)++] = row;
+	}
+	mysql_stmt_free_result(st);
+	*out = v;
+	return f < 0 ? f : STORE_OK;
+}
+
+static int
+report_failures(struct store *s, uint64_t job_id, struct store_report_failure **out, size_t *n)
+{
+	struct store_report_failure *v = NULL, *row;
+	size_t cap = 0;
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f = 0;
+
+	*n = 0;
+	bind_u64(&p, &job_id);
+	if (!(st = run(s, SQL_REPORT_FAILURES, &p, &rc, "report failures")))
+		return rc;
+	for (;;) {
+		if (*n == cap && !(v = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v))))
+			fatalx("store: out of memory");
+		row = &v[*n];
+		r.n = 0;
+		bind_out(&r, row->address, sizeof(row->address));
+		bind_int(&r, &row->code);
+		bind_out(&r, row->status, sizeof(row->status));
+		bind_out(&r, row->text, sizeof(row->text));
+		if ((f = fetch(s, st, &r, "report failures")) != 1)
+			break;
+		(*n)++;
+	}
+	mysql_stmt_free_result(st);
+	*out = v;
+	return f < 0 ? f : STORE_OK;
+}
+
+/* The job row and where its receipt went. 0: no such job. */
+static int
+report_job(struct store *s, uint64_t job_id, struct store_report_data *d)
+{
+	BINDS(p);
+	BINDS(r);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	bind_u64(&p, &job_id);
+	if (!(st = run(s, SQL_REPORT_JOB, &p, &rc, "report job")))
+		return rc;
+	bind_out(&r, d->submitter, sizeof(d->submitter));
+	bind_out(&r, d->state, sizeof(d->state));
+	bind_out(&r, d->source_msgid, sizeof(d->source_msgid));
+	bind_out(&r, d->subject, sizeof(d->subject));
+	f = fetch(s, st, &r, "report job");
+	mysql_stmt_free_result(st);
+	if (f <= 0)
+		return f;
+	if (!(st = run(s, SQL_REPORT_TO, &p, &rc, "report address")))
+		return rc;
+	r.n = 0;
+	bind_out(&r, d->receipt_to, sizeof(d->receipt_to));
+	f = fetch(s, st, &r, "report address");
+	mysql_stmt_free_result(st);
+	return f < 0 ? f : 1;
+}
+
+int
+store_job_report(struct store *s, uint64_t job_id,
+    int (*compose)(void *arg, const struct store_report_data *d, struct store_notice_new *out), void *arg,
+    bool *made, uint64_t *notice_id)
+{
+	struct store_report_data d = { .job_id = job_id };
+	struct store_report_count *counts = NULL;
+	struct store_report_failure *fails = NULL;
+	struct store_notice_new n = { 0 };
+	BINDS(p);
+	MYSQL_STMT *st;
+	int rc, f;
+
+	*made = false;
+	*notice_id = 0;
+	if ((rc = tx_begin(s)) != STORE_OK)
+		return rc;
+	bind_u64(&p, &job_id);
+	if (!(st = run(s, SQL_REPORT_MARK, &p, &rc, "report mark")))
+		return tx_abort(s, rc);
+	if (mysql_stmt_affected_rows(st) == 0)	/* another gateway's, or done */
+		return tx_abort(s, STORE_OK);
+	if ((f = report_job(s, job_id, &d)) <= 0) {
+		rc = f == 0 ? tx_commit(s) : f;
+		goto out;
+	}
+	if ((rc = report_counts(s, job_id, &counts, &d.ncounts)) != STORE_OK ||
+	    (rc = report_failures(s, job_id, &fails, &d.nfailures)) != STORE_OK)
+		goto out;
+	d.counts = counts;
+	d.failures = fails;
+	if (compose(arg, &d, &n) == 0) {
+		rc = insert_notice(s, &n, notice_id);
+		free((char *)n.msg);	/* compose's, handed over */
+		if (rc != STORE_OK)
+			goto out;
+		*made = true;
+	}
+	rc = tx_commit(s);
+out:
+	free(counts);
+	free(fails);
+	if (rc != STORE_OK) {
+		*made = false;
+		return tx_abort(s, rc);
+	}
+	return STORE_OK;
 }
 
 const char *

@@ -49,6 +49,13 @@ struct store_job_new {
 	 * sent; these copies (each with its render_dest) are sent instead. */
 	const struct store_rcpt_new *rehearse;
 	size_t nrehearse;
+	/* The receipt, committed in the same transaction as the job: a
+	 * notice to receipt->to whose message receipt_msg writes once the
+	 * job number is known (malloc'd; NULL fails the transaction).
+	 * NULL: no receipt. */
+	const struct store_notice_new *receipt;
+	char *(*receipt_msg)(void *arg, uint64_t job_id, const struct store_job_new *j);
+	void *receipt_arg;
 };
 struct store_rcpt_new {
 	const char *address;	/* canonical, unquoted */
@@ -61,6 +68,22 @@ struct store_rcpt_new {
  * the last window_s seconds (a retry of a mail already stored), or 0. */
 int store_job_find_retry(struct store *s, const char *submitter, const char *msgid, int window_s,
     uint64_t *job_id);
+/*
+ * A notice: a receipt or report to a submitter. A job of kind 'notice'
+ * whose body is the whole RFC 5322 message, sent as it is with an empty
+ * envelope sender; one delivery to `to`; parent_id the job it is about.
+ */
+struct store_notice_new {
+	const char *submitter, *from_addr, *subject;
+	const char *to, *domain, *dest;	/* the recipient, its domain and destination */
+	const char *msg;		/* the whole message, CRLF line ends */
+	uint64_t parent_id;		/* 0: none (an error receipt) */
+};
+int store_notice_create(struct store *s, const struct store_notice_new *n, uint64_t *job_id);
+/* Recipients accepted into this submitter's DM jobs created since the
+ * Unix time since (the start of its quota day). */
+int store_submitter_recipients_since(struct store *s, const char *submitter, double since, uint64_t *n);
+
 /* The job and all its deliveries in one transaction. */
 int store_job_create(struct store *s, const struct store_job_new *j,
     const struct store_rcpt_new *r, size_t n, uint64_t *job_id);
@@ -173,9 +196,43 @@ struct store_job {
 	uint64_t id;
 	char *submitter, *from_addr, *subject, *body;
 	bool dry_run;
+	bool notice;		/* kind 'notice': body is the whole message */
 };
 int store_job_get(struct store *s, uint64_t id, struct store_job **out);
 void store_job_free(struct store_job *j);
+
+/*
+ * Completion reports. store_unreported_jobs lists DM jobs that ended
+ * (done or cancelled) with no report yet. store_job_report, in one
+ * transaction, marks the job reported (UPDATE ... WHERE reported_at IS
+ * NULL: of several gateways one wins, the others get *made false), reads
+ * what became of its deliveries, lets compose write the report and inserts
+ * it as a notice.
+ */
+int store_unreported_jobs(struct store *s, uint64_t *ids, size_t max, size_t *n);
+struct store_report_count {
+	char dest[129];
+	char state[17];		/* sent, failed, suppressed, cancelled, ... */
+	unsigned n;
+};
+struct store_report_failure {
+	char address[321], status[17], text[1001];
+	int code;		/* 0: none */
+};
+struct store_report_data {
+	uint64_t job_id;
+	char submitter[65], state[17], source_msgid[256], subject[256];
+	char receipt_to[321];	/* where its receipt went, "" when it had none */
+	const struct store_report_count *counts;
+	size_t ncounts;
+	const struct store_report_failure *failures;
+	size_t nfailures;
+};
+/* compose fills out (msg malloc'd, freed by the store) or returns -1 to
+ * send nothing (the job is still marked reported). */
+int store_job_report(struct store *s, uint64_t job_id,
+    int (*compose)(void *arg, const struct store_report_data *d, struct store_notice_new *out), void *arg,
+    bool *made, uint64_t *notice_id);
 
 enum store_outcome { OUTCOME_SENT = 0, OUTCOME_DEFERRED, OUTCOME_FAILED };
 const char *store_outcome_name(int outcome);

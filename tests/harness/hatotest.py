@@ -1103,7 +1103,9 @@ class Env:
         else:
             c.section("db").update({"socket": os.path.join(self.dir, "no-db.sock"), "user": "hato", "database": "hato"})
         c.section("intake").update({"lmtp_listen": "127.0.0.1:%d" % self.lmtp_port,
-                                    "submit_address": self.submit_address, "timezone": "Asia/Tokyo"})
+                                    "submit_address": self.submit_address, "timezone": "Asia/Tokyo",
+                                    # Tests of receipts turn them on; the others count DMs only.
+                                    "receipts": "no"})
         c.section("gateway").update({"hostname": GATEWAY_HOSTNAME, "routes": c.routes_path,
                                      "bounce_domain": BOUNCE_DOMAIN, "lease": "30s", "poll_interval": "100ms",
                                      "connect_timeout": "2s", "greeting_timeout": "10s",
