@@ -71,6 +71,8 @@ struct intake {
  * an MTA retrying a lost reply does not do.
  */
 #define RETRY_WINDOW_S (24 * 3600)
+/* Times a job is stored before a lock conflict is answered with 451. */
+#define CONFLICT_TRIES 4
 
 struct intake_task {
 	struct intake *in;
@@ -399,7 +401,11 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		a->dry_run = j.dry_run;
 		if (cf->receipts)
 			answer_attach(a, st, &j);
-		rc = store_job_create(st, &j, rows, n, &job_id);
+		/* A deadlock with the gateway's claims rolls the whole job
+		 * back: it is stored again at once rather than answered 451. */
+		for (int tries = 1; (rc = store_job_create(st, &j, rows, n, &job_id)) == STORE_RETRY &&
+		    store_conflict(st) && tries < CONFLICT_TRIES; tries++)
+			log_info("intake submitter=%s status=retry reason=\"%s\"", who->name, store_error(st));
 	}
 	if (rc != STORE_OK) {
 		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));

@@ -372,7 +372,7 @@ failures_csv(const struct report *r)
 char *
 report_compose(const struct report *r, time_t now, size_t *len)
 {
-	unsigned sent = 0, failed = 0, supp = 0, canc = 0, other = 0;
+	unsigned sent = 0, failed = 0, supp = 0, canc = 0;
 	char subject[300], *body, *csv = NULL, *msg;
 	struct text t;
 
@@ -381,7 +381,6 @@ report_compose(const struct report *r, time_t now, size_t *len)
 		failed += r->dests[i].failed;
 		supp += r->dests[i].suppressed;
 		canc += r->dests[i].cancelled;
-		other += r->dests[i].other;
 	}
 	snprintf(subject, sizeof(subject), "[Hato] job %" PRIu64 " %s: %u sent, %u failed", r->job_id,
 	    r->state && strcmp(r->state, "done") != 0 ? r->state : "finished", sent, failed);

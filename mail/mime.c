@@ -56,9 +56,10 @@ strip_controls(char *s)
 	*w = '\0';
 }
 
-/* Last resort for bytes that fit no charset: U+FFFD for each bad byte. */
+/* Last resort for bytes that fit no charset: U+FFFD for each bad byte.
+ * The length goes to *outlen when it is not NULL. */
 static char *
-scrub_utf8(const char *s, size_t len)
+scrub_utf8(const char *s, size_t len, size_t *outlen)
 {
 	struct strbuf b = { 0 };
 	size_t i = 0, n;
@@ -75,20 +76,22 @@ scrub_utf8(const char *s, size_t len)
 			i++;
 		}
 	}
+	if (outlen != NULL)
+		*outlen = b.len;
 	return strbuf_take(&b);
 }
 
 static char *
-any_to_utf8(const char *charset, const char *s, size_t len)
+any_to_utf8(const char *charset, const char *s, size_t len, size_t *outlen)
 {
 	char *out = NULL;
 
 	if (charset != NULL)
-		out = charset_to_utf8(charset, s, len, NULL);
+		out = charset_to_utf8(charset, s, len, outlen);
 	if (out == NULL)
-		out = charset_guess_to_utf8(s, len, NULL);
+		out = charset_guess_to_utf8(s, len, outlen);
 	if (out == NULL)
-		out = scrub_utf8(s, len);
+		out = scrub_utf8(s, len, outlen);
 	return out;
 }
 
@@ -219,7 +222,7 @@ ew_flush(struct strbuf *out, struct strbuf *pend, const char *charset)
 
 	if (pend->len == 0)
 		return;
-	if ((u = any_to_utf8(charset, pend->p, pend->len)) == NULL)
+	if ((u = any_to_utf8(charset, pend->p, pend->len, NULL)) == NULL)
 		out->oom = true;
 	else {
 		strbuf_add(out, u, strlen(u));
@@ -290,7 +293,7 @@ header_decode(const char *raw)
 			strbuf_add(&unf, p, 1);
 	if ((u = strbuf_take(&unf)) == NULL)
 		return NULL;
-	v = any_to_utf8(NULL, u, strlen(u));
+	v = any_to_utf8(NULL, u, strlen(u), NULL);
 	free(u);
 	if (v == NULL)
 		return NULL;
@@ -319,7 +322,7 @@ gmime_value(const char *s)
 	if (utf8_valid(s, strlen(s)))
 		v = strdup(s);
 	else
-		v = scrub_utf8(s, strlen(s));
+		v = scrub_utf8(s, strlen(s), NULL);
 	if (v != NULL)
 		strip_controls(v);
 	return v;
@@ -524,9 +527,11 @@ set_text(GMimeObject *obj, const char *charset, char *data, size_t len,
 	char *u, *f;
 	size_t n;
 
-	if ((u = any_to_utf8(charset, data, len)) == NULL)
+	/* By the converted length, not strlen(): a NUL octet in the text is
+	 * dropped by to_lf, and must not end the DM there. */
+	if ((u = any_to_utf8(charset, data, len, &n)) == NULL)
 		return -1;
-	n = to_lf(u, strlen(u));
+	n = to_lf(u, n);
 	if (fmt != NULL && strcasecmp(fmt, "flowed") == 0) {
 		f = unflow(u, n, delsp != NULL && strcasecmp(delsp, "yes") == 0, &n);
 		free(u);

@@ -38,6 +38,7 @@ struct store {
 		MYSQL_STMT *st;
 	} cache[STMT_CACHE];
 	char err[512];
+	bool conflict;		/* the last failure was a deadlock or lock wait */
 };
 
 /*
@@ -171,6 +172,12 @@ store_error(const struct store *s)
 	return s->err;
 }
 
+bool
+store_conflict(const struct store *s)
+{
+	return s->conflict;
+}
+
 static void
 cache_clear(struct store *s)
 {
@@ -216,6 +223,7 @@ static int
 failed(struct store *s, unsigned e, const char *msg, const char *what)
 {
 	snprintf(s->err, sizeof(s->err), "%s: %s (%u)", what, msg, e);
+	s->conflict = e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT;
 	if (is_connection_error(e))
 		disconnect(s);
 	return is_transient(e) || is_connection_error(e) ? STORE_RETRY : STORE_ERROR;
@@ -294,6 +302,7 @@ connect_db(struct store *s, const char *db)
 		mysql_close(s->my);
 		s->my = NULL;
 		snprintf(s->err, sizeof(s->err), "connect: %s (%u)", msg, e);
+		s->conflict = false;
 		/* Refused credentials or a missing database are not transient,
 		 * but a daemon still waits for an operator to fix them. */
 		return e >= 2000 && e < 3000 ? STORE_RETRY : STORE_ERROR;
@@ -1226,7 +1235,7 @@ store_unreported_jobs(struct store *s, uint64_t *ids, size_t max, size_t *n)
 {
 	BINDS(p);
 	BINDS(r);
-	uint64_t lim = max, id;
+	uint64_t lim = max, id = 0;
 	MYSQL_STMT *st;
 	int rc, f;
 
@@ -1249,7 +1258,7 @@ report_counts(struct store *s, uint64_t job_id, struct store_report_count **out,
 	BINDS(p);
 	BINDS(r);
 	MYSQL_STMT *st;
-	int rc, f, cnt;
+	int rc, f, cnt = 0;
 
 	*n = 0;
 	bind_u64(&p, &job_id);
@@ -2422,7 +2431,7 @@ int
 store_jobs_maintain(struct store *s, size_t *expired)
 {
 	BINDS(r);
-	uint64_t ids[100], id;
+	uint64_t ids[100], id = 0;
 	size_t n = 0;
 	MYSQL_STMT *st;
 	bool done;

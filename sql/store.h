@@ -28,6 +28,10 @@ void store_free(struct store *s);
 void *store_worker_init(void *cf);
 void store_worker_fini(void *store);
 const char *store_error(const struct store *s);
+/* Whether the last failure was a lost lock conflict (deadlock 1213, lock
+ * wait timeout 1205): the transaction was rolled back as a whole, and
+ * running it again at once is safe and likely to work. */
+bool store_conflict(const struct store *s);
 /* Connect now (all other calls connect on demand). */
 int store_connect(struct store *s);
 
