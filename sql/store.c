@@ -2624,12 +2624,32 @@ store_queues_each(struct store *s, int (*cb)(void *, const struct store_queue_ro
     " COALESCE(d.address, ''), l.destination, l.host, l.outcome, l.attempt, COALESCE(l.code, -1)," \
     " COALESCE(l.status, ''), COALESCE(l.text, ''), COALESCE(l.class, '')," \
     " COALESCE(TIMESTAMPDIFF(MICROSECOND, d.created_at, l.at) / 1e6, 0)" \
-    " FROM delivery_log l LEFT JOIN deliveries d ON d.id = l.delivery_id" \
-    " WHERE l.id > ? AND (? = 0 OR l.job_id = ?) AND (? = 0 OR l.delivery_id = ?)" \
+    " FROM delivery_log l LEFT JOIN deliveries d ON d.id = l.delivery_id"
+/*
+ * One statement per most selective filter, so that each reads through its
+ * index (the address's deliveries, a delivery's or a job's log rows, or
+ * the primary key from an id on) instead of the whole log backwards; the
+ * other filters then apply to the rows found. The parameters are the same
+ * for all: the key of the first condition, then the general ones.
+ */
+#define LOG_FILTERS \
+    " AND l.id > ? AND (? = 0 OR l.job_id = ?) AND (? = 0 OR l.delivery_id = ?)" \
     " AND (? = '' OR d.address = ?)"
+#define LOG_BY_ADDR LOG_ROW_SELECT " WHERE d.address = ?" LOG_FILTERS
+#define LOG_BY_DLV LOG_ROW_SELECT " WHERE l.delivery_id = ?" LOG_FILTERS
+#define LOG_BY_JOB LOG_ROW_SELECT " WHERE l.job_id = ?" LOG_FILTERS
+#define LOG_BY_ID LOG_ROW_SELECT " WHERE l.id > ?" LOG_FILTERS
 /* The newest rows (the caller turns them round), or the rows after an id. */
-static const char SQL_LOG_TAIL[] = LOG_ROW_SELECT " ORDER BY l.id DESC LIMIT ?";
-static const char SQL_LOG_AFTER[] = LOG_ROW_SELECT " ORDER BY l.id LIMIT ?";
+#define LOG_TAIL " ORDER BY l.id DESC LIMIT ?"
+#define LOG_AFTER " ORDER BY l.id LIMIT ?"
+static const char SQL_LOG_ADDR_TAIL[] = LOG_BY_ADDR LOG_TAIL;
+static const char SQL_LOG_ADDR_AFTER[] = LOG_BY_ADDR LOG_AFTER;
+static const char SQL_LOG_DLV_TAIL[] = LOG_BY_DLV LOG_TAIL;
+static const char SQL_LOG_DLV_AFTER[] = LOG_BY_DLV LOG_AFTER;
+static const char SQL_LOG_JOB_TAIL[] = LOG_BY_JOB LOG_TAIL;
+static const char SQL_LOG_JOB_AFTER[] = LOG_BY_JOB LOG_AFTER;
+static const char SQL_LOG_TAIL[] = LOG_BY_ID LOG_TAIL;
+static const char SQL_LOG_AFTER[] = LOG_BY_ID LOG_AFTER;
 
 int
 store_log_each(struct store *s, const struct store_log_filter *f, bool newest,
@@ -2640,8 +2660,22 @@ store_log_each(struct store *s, const struct store_log_filter *f, bool newest,
 	struct store_log_row row;
 	const char *addr = f->address ? f->address : "";
 	int limit = (int)f->limit, rc, k;
+	const char *sql;
 	MYSQL_STMT *st;
 
+	if (*addr) {
+		bind_str(&p, addr);
+		sql = newest ? SQL_LOG_ADDR_TAIL : SQL_LOG_ADDR_AFTER;
+	} else if (f->delivery_id) {
+		bind_u64(&p, &f->delivery_id);
+		sql = newest ? SQL_LOG_DLV_TAIL : SQL_LOG_DLV_AFTER;
+	} else if (f->job_id) {
+		bind_u64(&p, &f->job_id);
+		sql = newest ? SQL_LOG_JOB_TAIL : SQL_LOG_JOB_AFTER;
+	} else {
+		bind_u64(&p, &f->after_id);
+		sql = newest ? SQL_LOG_TAIL : SQL_LOG_AFTER;
+	}
 	bind_u64(&p, &f->after_id);
 	bind_u64(&p, &f->job_id);
 	bind_u64(&p, &f->job_id);
@@ -2650,7 +2684,7 @@ store_log_each(struct store *s, const struct store_log_filter *f, bool newest,
 	bind_str(&p, addr);
 	bind_str(&p, addr);
 	bind_int(&p, &limit);
-	if (!(st = run_read(s, newest ? SQL_LOG_TAIL : SQL_LOG_AFTER, &p, &rc, "send log")))
+	if (!(st = run_read(s, sql, &p, &rc, "send log")))
 		return rc;
 	bind_u64(&r, &row.id);
 	bind_out(&r, row.at, sizeof(row.at));
