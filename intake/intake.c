@@ -37,10 +37,12 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "intake/answer.h"
+#include "intake/approval.h"
 #include "intake/auth.h"
 #include "intake/feedback.h"
 #include "intake/intake.h"
 #include "intake/lmtp.h"
+#include "intake/rehearsal.h"
 #include "intake/schedule.h"
 #include "intake/submission.h"
 #include "mail/mime.h"
@@ -215,6 +217,45 @@ drop_suppressed(struct store *st, struct store_rcpt_new *rows, size_t *n,
 	return rc;
 }
 
+/* Approval and rehearsal, set on the job before it is stored. -1: no
+ * randomness for a confirmation code. */
+static int
+job_extras(const struct hato_config *cf, const struct submitter_conf *who,
+    const struct store_rcpt_new *rows, size_t n, struct store_job_new *j, struct rehearsal *rh,
+    char *code)
+{
+	if (j->dry_run) {
+		rehearsal_plan(cf, who, rows, n, j->send_at, rh);
+		j->rehearse = rh->copies;
+		j->nrehearse = rh->n;
+	}
+	if (who->approval && approval_hold(cf, j, code) < 0)
+		return -1;
+	return 0;
+}
+
+/* What the reply adds for a held or rehearsal job (never the code: it is
+ * the submitter's, sent in the receipt, not for the MTA's log). */
+static void
+job_extras_say(uint64_t job_id, const char *submitter, const struct store_job_new *j,
+    const struct rehearsal *rh, char *reply, size_t replylen)
+{
+	size_t len = strlen(reply);
+
+	if (j->dry_run && len < replylen) {
+		len += (size_t)snprintf(reply + len, replylen - len,
+		    "; rehearsal: %zu copies (%zu routes) to the rehearsal addresses, recipients not sent",
+		    rh->n, rh->routes);
+		log_info("intake job=%llu submitter=%s status=rehearsal copies=%zu routes=%zu",
+		    (unsigned long long)job_id, submitter, rh->n, rh->routes);
+	}
+	if (j->held && len < replylen) {
+		snprintf(reply + len, replylen - len, "; held for approval");
+		log_info("intake job=%llu submitter=%s status=held expires_in=%.0fs",
+		    (unsigned long long)job_id, submitter, j->hold_expires - (double)clock_wall_ms() / 1000);
+	}
+}
+
 /* A known submitter's mail that makes no job: an error receipt and 250
  * (so that the MTA sends no bounce of its own), or with receipts off the
  * 5xx reply smtp. An error receipt that cannot be stored is a 451: the
@@ -360,7 +401,8 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	int rc;
 
 	struct schedule plan;
-	char err[300];
+	struct rehearsal rh = { 0 };
+	char err[300], code[APPROVAL_CODE_LEN + 1];
 
 	if (m->message_id && *m->message_id) {
 		if ((rc = store_job_find_retry(st, who->name, m->message_id, RETRY_WINDOW_S, &job_id)) != STORE_OK) {
@@ -382,6 +424,11 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		refuse(st, cf, a, "550 5.6.0", err, reply, replylen);
 		return;
 	}
+	if (sub->dry_run && who->nrehearsal == 0) {
+		snprintf(err, sizeof(err), "Dry-Run: no rehearsal addresses are configured for %s", who->name);
+		refuse(st, cf, a, "550 5.7.0", err, reply, replylen);
+		return;
+	}
 	if (sub->send_at)
 		j.send_at = plan.start;
 	rows = accepted_rows(cf, sub, &bufs, &n);
@@ -401,11 +448,16 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		a->dry_run = j.dry_run;
 		if (cf->receipts)
 			answer_attach(a, st, &j);
-		/* A deadlock with the gateway's claims rolls the whole job
-		 * back: it is stored again at once rather than answered 451. */
-		for (int tries = 1; (rc = store_job_create(st, &j, rows, n, &job_id)) == STORE_RETRY &&
-		    store_conflict(st) && tries < CONFLICT_TRIES; tries++)
-			log_info("intake submitter=%s status=retry reason=\"%s\"", who->name, store_error(st));
+		if (job_extras(cf, who, rows, n, &j, &rh, code) < 0) {
+			snprintf(err, sizeof(err), "no randomness for a confirmation code");
+			rc = STORE_RETRY;
+		} else {
+			/* A deadlock with the gateway's claims rolls the whole job
+			 * back: it is stored again at once rather than answered 451. */
+			for (int tries = 1; (rc = store_job_create(st, &j, rows, n, &job_id)) == STORE_RETRY &&
+			    store_conflict(st) && tries < CONFLICT_TRIES; tries++)
+				log_info("intake submitter=%s status=retry reason=\"%s\"", who->name, store_error(st));
+		}
 	}
 	if (rc != STORE_OK) {
 		log_warn("intake submitter=%s status=tempfail reason=\"%s\"", who->name, store_error(st));
@@ -421,6 +473,7 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		    (unsigned long long)job_id, who->name, n, rejected, ngone);
 		snprintf(reply, replylen, "250 2.0.0 job %llu queued: %zu accepted, %zu rejected, %zu suppressed",
 		    (unsigned long long)job_id, n, rejected, ngone);
+		job_extras_say(job_id, who->name, &j, &rh, reply, replylen);
 	}
 	/* One line per address skipped, so that one grep follows an address. */
 	for (size_t i = 0; rc == STORE_OK && i < ngone; i++) {
@@ -435,6 +488,27 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	free(reasons);
 	free(rows);
 	free(bufs);
+	rehearsal_free(&rh);
+}
+
+/* A reply carrying a confirmation code: it approves and stores no job; a
+ * refusal is answered like any other (an error receipt, or a 5xx). */
+static void
+approve_by_reply(struct store *st, const struct hato_config *cf, struct answer *a, const char *code,
+    char *reply, size_t replylen)
+{
+	char line[300];
+
+	switch (approval_by_reply(st, a->who, a->m->from, code, line, sizeof(line))) {
+	case 0:
+		snprintf(reply, replylen, "250 2.0.0 %s", line);
+		break;
+	case 1:
+		refuse(st, cf, a, "550 5.7.0", line, reply, replylen);
+		break;
+	default:
+		snprintf(reply, replylen, "451 4.3.0 job store unavailable, try again later");
+	}
 }
 
 void
@@ -446,7 +520,7 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 	const struct submitter_conf *who;
 	struct answer a;
 	const char *why;
-	char err[400], q[400];
+	char err[400], q[400], code[APPROVAL_CODE_LEN + 1], tok[256];
 
 	memset(&sub, 0, sizeof(sub));
 	if (mime_parse(data, len, &m, err, sizeof(err)) < 0) {
@@ -470,7 +544,13 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 		return;
 	}
 	answer_init(&a, cf, who, &m, m.from);
-	if (submission_parse(&m, &sub, err, sizeof(err)) < 0)
+	if (approval_reply_code(&m, code, tok, sizeof(tok))) {
+		/* A reply to a receipt: authenticated like a submission. */
+		if (!auth_submitter(who, cf->authserv_id, &m, m.from, *tok ? tok : NULL, err, sizeof(err)))
+			refuse(st, cf, &a, "550 5.7.8", err, reply, replylen);
+		else
+			approve_by_reply(st, cf, &a, code, reply, replylen);
+	} else if (submission_parse(&m, &sub, err, sizeof(err)) < 0)
 		refuse(st, cf, &a, "550 5.6.0", err, reply, replylen);
 	else if (!auth_submitter(who, cf->authserv_id, &m, m.from, sub.token, err, sizeof(err)))
 		refuse(st, cf, &a, "550 5.7.8", err, reply, replylen);
