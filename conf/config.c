@@ -10,6 +10,7 @@
  * loads is complete, its route table parsed, its relays resolved, its
  * secrets files private.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
@@ -474,6 +475,33 @@ hex_decode(const char *hex, unsigned char *out, size_t outlen)
 	return 0;
 }
 
+/*
+ * Whether http_listen ("host:port", "[v6]:port") names a loopback address.
+ * Only literal addresses are judged here, so that the refusal carries the
+ * file and line and --check-config finds it; a host name is resolved and
+ * judged when the gateway binds (gateway/http.c), which refuses it too.
+ */
+static bool
+listen_is_loopback(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	unsigned char a[16];
+	char host[64];
+
+	if (!colon || colon == v)
+		return true;	/* not host:port: http.c says what is wrong */
+	if (*v == '[' && colon[-1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - v - 2), v + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, host, a) == 1)
+		return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0 ||
+		    (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && a[12] == 127);
+	return true;
+}
+
 static void
 check_charset(struct loader *ld, const char *sec, const char *v)
 {
@@ -856,6 +884,9 @@ config_load_ex(const char *path, const struct hato_config *running,
 		check_charset(&ld, "gateway", c->charset);
 	if (!ld.failed && c->mx_tls != TLS_NONE && c->mx_tls != TLS_OPPORTUNISTIC)
 		fail(&ld, "gateway", "mx_tls", "MX delivery takes none or opportunistic (require TLS per domain with mx_tls_require)");
+	if (!ld.failed && !c->http_public && *c->http_listen && !listen_is_loopback(c->http_listen))
+		fail(&ld, "gateway", "http_listen", "'%s' is not a loopback address (set http_public = yes to serve it to others)",
+		    c->http_listen);
 	if (!ld.failed)
 		load_retry(&ld, c);
 	if (!ld.failed)
