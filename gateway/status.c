@@ -33,8 +33,8 @@
 #include "sql/store.h"
 
 #define REFRESH_MS 1000
+#define COST_FACTOR 5		/* refresh no more often than 5x what one takes */
 #define WATCH_MS 60000		/* refresh while asked for within this */
-#define FRESH_MS 2000		/* older: a request waits for a refresh */
 #define MAX_WAITING 64
 #define MAX_JOBS 50
 #define MAX_FAILURES 20
@@ -61,6 +61,7 @@ struct status {
 	struct event *tick;
 	uint64_t last_view;		/* mono ms of the last request */
 	uint64_t taken;			/* mono ms of the last good refresh; 0: none */
+	uint64_t period_ms;		/* between refreshes: REFRESH_MS or more */
 	bool refreshing;
 	char err[300];			/* of the last refresh; "" when good */
 	struct waiting waiting[MAX_WAITING];
@@ -84,6 +85,7 @@ struct status {
 
 struct refresh {
 	struct status *st;
+	uint64_t started;
 	int64_t since_minute;
 	uint64_t after_id, upto_id;
 	bool first;
@@ -253,6 +255,11 @@ refresh_done(void *arg)
 	struct status *st = r->st;
 
 	st->refreshing = false;
+	/* A big job store makes a refresh slow: the database does other work
+	 * too, so a watched page takes at most a fifth of one connection. */
+	st->period_ms = (clock_mono_ms() - r->started) * COST_FACTOR;
+	if (st->period_ms < REFRESH_MS)
+		st->period_ms = REFRESH_MS;
 	if (r->rc == STORE_OK) {
 		merge(st, r);
 		st->taken = clock_mono_ms();
@@ -284,6 +291,7 @@ refresh(struct status *st)
 	if (!(r = calloc(1, sizeof(*r))))
 		fatalx("status: out of memory");
 	r->st = st;
+	r->started = clock_mono_ms();
 	r->now_minute = now_minute;
 	r->first = st->taken == 0;
 	/* The previous minute again: it may have grown since it was read. */
@@ -299,7 +307,7 @@ static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct status *st = arg;
-	struct timeval tv = { REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000 };
+	struct timeval tv = { (time_t)(st->period_ms / 1000), (suseconds_t)(st->period_ms % 1000) * 1000 };
 
 	(void)fd, (void)what;
 	/* Nobody looking: stop until the next request. */
@@ -519,8 +527,8 @@ write_json(struct status *st, struct evbuffer *b)
 
 	evbuffer_add_printf(b, "{\"now\":%.3f", (double)clock_wall_ms() / 1000);
 	json_kv(b, "node", st->cf->node, true);
-	evbuffer_add_printf(b, ",\"snapshot_age\":%.3f",
-	    st->taken ? (double)(clock_mono_ms() - st->taken) / 1000 : -1.0);
+	evbuffer_add_printf(b, ",\"snapshot_age\":%.3f,\"refresh_every\":%.3f",
+	    st->taken ? (double)(clock_mono_ms() - st->taken) / 1000 : -1.0, (double)st->period_ms / 1000);
 	json_kv(b, "db_error", st->err, true);
 	json_jobs(st, b);
 	dviews_build(st, &dv);
@@ -639,7 +647,8 @@ status_serve(struct status *st, struct evhttp_request *req, enum status_what wha
 	st->last_view = now;
 	if (!evtimer_pending(st->tick, NULL))
 		on_tick(-1, 0, st);
-	if ((st->taken && now - st->taken < FRESH_MS) || st->nwaiting == MAX_WAITING ||
+	/* Older than two periods: the ticker had stopped, wait for news. */
+	if ((st->taken && now - st->taken < 2 * st->period_ms) || st->nwaiting == MAX_WAITING ||
 	    (*st->err && !st->refreshing)) {
 		answer(st, req, what);
 		return;
@@ -661,6 +670,7 @@ status_new(struct event_base *base, const struct hato_config *cf, struct dispatc
 	st->d = d;
 	st->w = worker_create(base, "status-db", store_worker_init, store_worker_fini, (void *)cf);
 	st->tick = evtimer_new(base, on_tick, st);
+	st->period_ms = REFRESH_MS;
 	return st;
 }
 

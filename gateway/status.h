@@ -13,9 +13,11 @@
  *			counters of metrics.c
  *
  * The snapshot is refreshed every second while somebody has asked for it
- * in the last minute, and not at all otherwise; a request that finds it
- * older than two seconds waits for the next refresh (on the worker, never
- * on the event loop). While the database is away the last snapshot is
+ * in the last minute, and not at all otherwise; when a refresh takes more
+ * than a fifth of a second, the next one waits five times what it took, so
+ * that watching a big job store costs it at most a fifth of a connection.
+ * A request that finds the snapshot older than two periods waits for the
+ * next refresh (on the worker, never on the event loop). While the database is away the last snapshot is
  * served with the error.
  */
 #include <event2/event.h>
