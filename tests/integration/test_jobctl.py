@@ -82,6 +82,38 @@ def test_pause_and_resume():
 
 
 @H.timeout(90)
+def test_pause_holds_back_what_comes_back_deferred():
+    # slow@ is in flight when the job is paused: its 451 comes 3 s later, and
+    # the retry it would get is held back with the rest (the gateway's upkeep).
+    env = H.Env("pausedefer")
+    env.relay_sink("default", script={"rules": [
+        {"match": "slow@*", "dot": ["sleep 3 451 4.3.0 Try again later", "250 2.0.0 Ok"]}]})
+    env.route("*", "relay:default")
+    env.relay_sink("submitter")
+    env.route("example.co.jp", "relay:submitter")
+    env.start()
+    sink = env.sinks["default"]
+    rcpts = ["slow@example.com", "a@example.com", "b@example.com"]
+    job_id = submit(env, rcpts, ["Rate: 20/min"])
+    H.wait_until(lambda: len(sink.mail_times()) >= 1, 10, what="the first MAIL")
+    r = env.ctl("job", "pause", job_id)
+    check_eq(r.stdout, "job %d paused: 2 deliveries held back, 1 in flight\n" % job_id, "`job pause` output")
+    slow = lambda: [d for d in env.deliveries(job_id) if d["address"] == "slow@example.com"][0]
+    H.wait_until(lambda: slow()["state"] == "paused", 10, what="the deferred in-flight delivery to be held back")
+    d = slow()
+    check(d["next_attempt"] is None and int(d["attempts"]) == 1, "slow@ after its 451: %s %s attempts %s",
+          d["state"], d["next_attempt"], d["attempts"])
+    time.sleep(2)
+    check_eq(len(sink.mail_times()), 1, "MAIL commands while paused (a retry went out)")
+    r = env.ctl("job", "resume", job_id)
+    check_eq(r.stdout, "job %d resumed: 3 deliveries queued, 0 in flight\n" % job_id, "`job resume` output")
+    env.wait_job_done(job_id, 30)
+    check_eq(arrived(env), sorted(rcpts), "recipients after resume")
+    check_eq(int(slow()["attempts"]), 2, "attempts of slow@")
+    env.stop_clean()
+
+
+@H.timeout(90)
 def test_cancel():
     env = ctl_env("cancel")
     job_id = submit(env, ["x%d@example.com" % i for i in range(4)], ["Send-At: %s" % later(3600)])
