@@ -6,8 +6,8 @@ allowed From addresses, quotas, unknown senders, and the loop guard."""
 
 import email
 import email.policy
+import os
 import re
-import smtplib
 import time
 
 import hatotest as H
@@ -219,6 +219,39 @@ def test_from_and_quotas():
     env.stop_clean()
 
 
+@H.timeout(120)
+def test_held_job_receipt_and_reply():
+    """A held job's receipt says how to approve it; replying to it as a mail
+    program does (Re: subject, quoted text, the Token) releases the job."""
+    env = receipt_env("held", approval="yes")
+    env.start()
+    reply = env.submit(env.submission(["held1@example.org", "held2@example.org"], "s", "b")).one()
+    check(reply.code == 250 and "held" in reply.text, "submission: %r", reply)
+    job = H.job_id_of(reply)
+    code = env.job(job)["confirm_code"]
+    check(code, "no confirmation code on job %d", job)
+    (env_from, receipt), = wait_mails(env, env.submitter, 1, 15)
+    check_eq(str(receipt["Subject"]), "[Hato] job %d held for approval (code %s): 2 recipients" % (job, code),
+             "receipt subject")
+    body = text_of(receipt)
+    check("hatoctl job approve %d" % job in body and "keeping the code %s in the subject" % code in body,
+          "approval instructions:\n%s", body)
+    time.sleep(1)
+    check_eq(len(env.sinks["default"].messages()), 1, "mails out while held (the receipt only)")
+
+    answer = ("From: %s\r\nTo: %s\r\nSubject: Re: %s\r\nIn-Reply-To: %s\r\n"
+              "Message-ID: <approve.1@example.co.jp>\r\n\r\nToken: %s\r\n\r\n> %s\r\n" % (
+                  env.submitter, env.submit_address, receipt["Subject"], receipt["Message-ID"],
+                  env.token, body.splitlines()[0])).encode()
+    r = H.lmtp_submit(("127.0.0.1", env.lmtp_port), env.submitter, [env.submit_address], answer).one()
+    check_eq(r.code, 250, "reply to the receipt: %r" % r)
+    env.wait_job_done(job, 30)
+    rcpts = sorted(H.addr_of(m["rcpts"][0]) for m in env.sinks["default"].messages())
+    check("held1@example.org" in rcpts and "held2@example.org" in rcpts, "DMs after the approval: %r", rcpts)
+    check_eq(len(dm_jobs(env)), 1, "DM jobs (the reply made none)")
+    env.stop_clean()
+
+
 def send_back(port, env_from, msg_bytes, rcpt):
     """The auto-responder: hands its answer to intake by LMTP."""
     return H.lmtp_submit(("127.0.0.1", port), env_from, [rcpt], msg_bytes).one()
@@ -252,6 +285,42 @@ def test_auto_reply_does_not_loop():
     log = env.intake.log_text()
     check(log.count("(never answered)") == 2, "log lines of the discarded auto-replies:\n%s", log[-3000:])
     env.stop_clean()
+
+
+def test_submitter_config_errors():
+    """Each bad submitter or receipt value is refused with file and line."""
+    env = receipt_env("subconf")
+    path = env.write_config()
+    r = H.run([H.INTAKE, "--check-config", "--config", path], check_rc=False, timeout=15)
+    check(r.returncode == 0, "a good file refused:\n%s%s", r.stdout, r.stderr)
+    cases = [
+        ("auth = sometimes", "'sometimes' is not token, authres or token-or-authres"),
+        ("from = news-at-example.co.jp", "'news-at-example.co.jp' is not an address"),
+        ("rehearsal = a@b@c", "'a@b@c' is not an address"),
+        ("max_recipients = lots", "not a whole number"),
+        ("max_per_day = -1", "not a whole number"),
+        ("approval = perhaps", "'perhaps' is not yes or no"),
+    ]
+    good = open(path, encoding="utf-8").read()
+    for line, why in cases:
+        text = good.replace("[submitter marketing]\n", "[submitter marketing]\n%s\n" % line, 1)
+        bad = os.path.join(env.dir, "bad.ini")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write(text)
+        lineno = text.splitlines().index(line) + 1
+        r = H.run([H.INTAKE, "--check-config", "--config", bad], check_rc=False, timeout=15)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0, "%r accepted:\n%s", line, out)
+        check("bad.ini:%d: [submitter marketing] %s: " % (lineno, line.split(" =")[0]) in out and why in out,
+              "%r: want file:line and %r in:\n%s", line, why, out)
+    # authres without a trusted id: refused, naming the missing key.
+    text = good.replace("authserv_id = %s\n" % AUTHSERV, "").replace(
+        "[submitter marketing]\n", "[submitter marketing]\nauth = authres\n", 1)
+    with open(bad, "w", encoding="utf-8") as f:
+        f.write(text)
+    r = H.run([H.INTAKE, "--check-config", "--config", bad], check_rc=False, timeout=15)
+    check(r.returncode != 0 and "needs [intake] authserv_id" in r.stdout + r.stderr,
+          "auth = authres without authserv_id:\n%s%s", r.stdout, r.stderr)
 
 
 if __name__ == "__main__":
