@@ -8,6 +8,8 @@
   width; a screenshot is saved under the build tree.
 - /metrics parsed by python3-prometheus-client's text parser and by the
   stricter checks below; its counters grow as mail is sent.
+- With the job store down, the page's data and /metrics answer from the
+  last snapshot with the error, and recover.
 - Basic auth: the page, its data and /metrics answer 401 with
   WWW-Authenticate without the credentials, 200 with them; /healthz and the
   one-click unsubscribe stay open; a password file others may read is
@@ -200,6 +202,44 @@ def test_metrics_failures():
              [("deferred", 451, "later@example.com"), ("failed", 550, "gone1@example.com"),
               ("failed", 550, "gone2@example.com")], "recent failures of the job on the page's data")
     check(all(f["dest"] == "relay:bad" for f in fails), "failure rows: %r", fails)
+    env.stop_clean()
+
+
+@H.timeout(150)
+def test_database_away():
+    """With the job store down the page's data and /metrics still answer,
+    from the last snapshot, with the error; they recover when it is back."""
+    env = status_env("statusdbdown")
+    env.start()
+    H.wait_port("127.0.0.1", env.http_port, 10, proc=env.gateway)
+    job = submit(env, ["a@example.com"], "データベース")
+    env.wait_job_done(job, 20)
+    H.wait_until(lambda: any(j["id"] == job for j in json.loads(request(env, "GET", "/status.json")[1])["jobs"]),
+                 10, what="the job on the page's data")
+    env.db.stop()
+    def away():
+        status, body, _ = request(env, "GET", "/status.json")
+        check_eq(status, 200, "GET /status.json with the database down")
+        data = json.loads(body)
+        return data["db_error"] and data
+    data = H.wait_until(away, 30, interval=0.5, what="the page's data to report the database away")
+    H.log("db_error: %s" % data["db_error"])
+    check(any(j["id"] == job for j in data["jobs"]), "the last snapshot's jobs are gone while the database is away")
+    _, samples, _ = scrape(env)
+    check_eq(sample(samples, "hato_status_db_up"), 0.0, "hato_status_db_up with the database down")
+    # The loop never waits for the database: /healthz answers at once
+    # while the status worker is stuck connecting.
+    for _ in range(5):
+        t = time.monotonic()
+        check_eq(request(env, "GET", "/healthz")[0], 200, "GET /healthz with the database down")
+        check(time.monotonic() - t < 0.5, "/healthz took %.2fs with the database down", time.monotonic() - t)
+    check("status: refresh failed" in env.gateway.log_text(), "the failed refresh is not logged")
+    env.db.start()
+    H.wait_until(lambda: json.loads(request(env, "GET", "/status.json")[1])["db_error"] == "", 40, interval=0.5,
+                 what="the page's data to recover")
+    _, samples, _ = scrape(env)
+    check_eq(sample(samples, "hato_status_db_up"), 1.0, "hato_status_db_up once the database is back")
+    env.gateway.assert_running()
     env.stop_clean()
 
 
