@@ -256,6 +256,14 @@ def test_log_follow():
     p.send_signal(signal.SIGINT)
     check_eq(p.wait(5), 0, "exit code of log --follow after SIGINT")
 
+    # so does SIGTERM, while it waits for the next row
+    p = subprocess.Popen([H.HATOCTL, "--config", env.config.path, "log", "--follow", "--limit", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(read_line(p, time.time() + 5) is not None, "log --follow header")
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    check_eq(p.wait(5), 0, "exit code of log --follow after SIGTERM")
+
     # a reader that goes away (EPIPE) ends it cleanly too
     p = subprocess.Popen([H.HATOCTL, "--config", env.config.path, "log", "--follow", "--limit", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
