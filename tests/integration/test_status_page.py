@@ -8,6 +8,8 @@
   width; a screenshot is saved under the build tree.
 - /metrics parsed by python3-prometheus-client's text parser and by the
   stricter checks below; its counters grow as mail is sent.
+- A 421 at au: suspended and counted on /metrics, with its reason on the
+  page's data.
 - With the job store down, the page's data and /metrics answer from the
   last snapshot with the error, and recover.
 - Basic auth: the page, its data and /metrics answer 401 with
@@ -202,6 +204,42 @@ def test_metrics_failures():
              [("deferred", 451, "later@example.com"), ("failed", 550, "gone1@example.com"),
               ("failed", 550, "gone2@example.com")], "recent failures of the job on the page's data")
     check(all(f["dest"] == "relay:bad" for f in fails), "failure rows: %r", fails)
+    env.stop_clean()
+
+
+@H.timeout(120)
+def test_suspension_shown():
+    """A 421 from au: suspended 1 and one suspension counted on /metrics,
+    the suspension and its reason on the page's data, the factor halved."""
+    env = status_env("statussusp", messages=5, interval="1s")
+    env.pace("au", relay="au", messages=5, interval="1s", connections=1, per_connection=1000, suspend="6s")
+    env.start()
+    H.wait_port("127.0.0.1", env.http_port, 10, proc=env.gateway)
+    env.sinks["au"].set_script({"rules": [{"match": "*", "mail":
+                                ["250 2.1.0 Ok"] * 2 + ["421 4.7.0 Too many mails, slow down"] + ["250 2.1.0 Ok"]}]})
+    job = submit(env, ["s%02d@ezweb.ne.jp" % i for i in range(10)], "一時停止")
+
+    def suspended():
+        _, s, _ = scrape(env)
+        return sample(s, "hato_dest_suspended", dest="pace:au") == 1 and s
+    s = H.wait_until(suspended, 20, interval=0.2, what="pace:au suspended on /metrics")
+    check_eq(sample(s, "hato_gateway_suspensions_total", dest="pace:au"), 1.0, "suspensions counted")
+    check(sample(s, "hato_dest_pace_factor", dest="pace:au") <= 0.5, "the factor was not halved: %r",
+          sample(s, "hato_dest_pace_factor", dest="pace:au"))
+    live = [d for d in json.loads(request(env, "GET", "/status.json")[1])["dests"] if d["dest"] == "pace:au"]
+    check(live and live[0]["suspended_s"] > 0, "the live suspension on the page's data: %r", live)
+
+    def shared():
+        data = json.loads(request(env, "GET", "/status.json")[1])
+        au = next(d for d in data["dests"] if d["dest"] == "pace:au")
+        return au["suspended_until"] and au
+    # The shared suspension shows with the next snapshot.
+    au = H.wait_until(shared, 5, interval=0.2, what="the shared suspension on the page's data")
+    check("421" in au["reason"] and "slow down" in au["reason"], "suspension reason: %r", au)
+    env.wait_job_done(job, 60)
+    s = H.wait_until(lambda: (lambda x: sample(x, "hato_dest_suspended", dest="pace:au") == 0 and x)(scrape(env)[1]),
+                     10, what="the suspension to end on /metrics")
+    check_eq(sample(s, "hato_gateway_suspensions_total", dest="pace:au"), 1.0, "suspensions after the job")
     env.stop_clean()
 
 
