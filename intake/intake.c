@@ -15,11 +15,17 @@
  *   250 2.0.0  from an unknown sender: nothing is created and nothing is
  *              sent back (no backscatter); a log line says so. A refusal
  *              would make the MTA bounce to a possibly forged sender.
+ *   250 2.0.0  automatic mail from a known sender (an auto-reply, a
+ *              bounce, list mail: answer_allowed): dropped with a log
+ *              line, never answered, so that nothing loops;
+ *   250 2.0.0  a known submitter's mail that makes no job (authentication
+ *              failed, unreadable control block, a From it may not use, no
+ *              recipient left): an error receipt is committed instead
+ *              (answer.c); with [intake] receipts = no, these are
+ *              550 5.7.8, 550 5.6.0, 550 5.7.1 and 550 5.1.3 instead;
  *   451 4.3.0  the job store is unavailable: the MTA keeps the mail;
- *   550 5.7.8  a known submitter whose token is wrong or missing;
- *   550 5.6.0  the submission cannot be read (the reason is given);
- *   550 5.1.3  no recipient is left to send to;
  *   552 5.3.4  too big (from the LMTP layer).
+ * The receipt of a job is committed in the job's own transaction.
  */
 #include <ctype.h>
 #include <stdio.h>
