@@ -414,6 +414,13 @@ dview_get(struct dviews *dv, const char *key)
 	return &dv->a[dv->n++];
 }
 
+/* Messages handed to a session: held but no longer queued. */
+static size_t
+in_flight(const struct dispatch_dest_view *v)
+{
+	return v->held > v->queued ? v->held - v->queued : 0;
+}
+
 static void
 add_live(void *arg, const struct dispatch_dest_view *v)
 {
@@ -475,7 +482,7 @@ json_dests(struct evbuffer *b, const struct dviews *dv)
 		if (e->live)
 			evbuffer_add_printf(b, ",\"held\":%zu,\"waiting\":%zu,\"in_flight\":%zu,\"sessions\":%u,"
 			    "\"paced\":%s,\"pace_rate\":%.3f,\"suspended_s\":%.1f",
-			    e->v.held, e->v.queued, e->v.held - e->v.queued, e->v.sessions,
+			    e->v.held, e->v.queued, in_flight(&e->v), e->v.sessions,
 			    e->v.paced ? "true" : "false", e->v.pace_rate * e->v.factor, e->v.suspended_ms / 1000);
 		evbuffer_add_printf(b, "}");
 	}
@@ -573,7 +580,7 @@ write_dest_metrics(struct evbuffer *b, const struct dviews *dv)
 	for (size_t i = 0; i < dv->n; i++)
 		if (dv->a[i].live)
 			gauge_dest(b, "hato_dest_in_flight_messages", dv->a[i].key,
-			    (double)(dv->a[i].v.held - dv->a[i].v.queued));
+			    (double)in_flight(&dv->a[i].v));
 	metrics_family(b, "hato_dest_connections", "gauge", "SMTP connections open to a destination.");
 	for (size_t i = 0; i < dv->n; i++)
 		if (dv->a[i].live)
