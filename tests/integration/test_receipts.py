@@ -4,10 +4,12 @@ stored with an empty envelope sender, and nothing answers them. Also who
 may submit: tokens, trusted Authentication-Results (and forged ones),
 allowed From addresses, quotas, unknown senders, and the loop guard."""
 
+import base64
 import email
 import email.policy
 import os
 import re
+import subprocess
 import time
 
 import hatotest as H
@@ -285,6 +287,74 @@ def test_auto_reply_does_not_loop():
     log = env.intake.log_text()
     check(log.count("(never answered)") == 2, "log lines of the discarded auto-replies:\n%s", log[-3000:])
     env.stop_clean()
+
+
+def dkim_key(env):
+    """An RSA key for the receipts' domain (mode 600) and its DNS record."""
+    path = os.path.join(env.dir, "receipts.pem")
+    old = os.umask(0o077)
+    try:
+        H.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path])
+    finally:
+        os.umask(old)
+    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    return path, ("v=DKIM1; k=rsa; p=%s" % base64.b64encode(der).decode()).encode()
+
+
+@H.timeout(120)
+def test_notices_signed_and_sent_to_suppressed():
+    """Receipts and reports are DKIM-signed with the key of their From
+    domain (checked by dkimpy), and reach a submitter address that is
+    suppressed, with a log line."""
+    import dkim
+    env = receipt_env("signed")
+    key, record = dkim_key(env)
+    env.config.section("dkim receipts").update({"domain": "hato.test", "selector": "s1", "key_file": key})
+    env.start()
+    env.ctl("suppress", "add", env.submitter)
+    reply = env.submit(env.submission(["signed@example.org"], "s", "b")).one()
+    job = H.job_id_of(reply)
+    env.intake.wait_log(r"address=%s status=receipt-to-suppressed" % re.escape(env.submitter))
+    env.wait_job_done(job, 20)
+    H.wait_until(lambda: len(mails_to(env, env.submitter)) == 2, 15, what="the receipt and the report")
+
+    def lookup(name, timeout=5):
+        return record if name == b"s1._domainkey.hato.test." else None
+    for m in env.sinks["default"].messages():
+        if [H.addr_of(r) for r in m["rcpts"]] != [env.submitter]:
+            continue
+        check("DKIM-Signature:" in m["data"].decode("ascii", "replace").split("\r\n\r\n")[0],
+              "notice without a signature")
+        check(dkim.verify(m["data"], dnsfunc=lookup), "the notice's DKIM signature does not verify:\n%s",
+              m["data"][:1500].decode("utf-8", "replace"))
+    env.stop_clean()
+
+
+@H.timeout(120)
+def test_one_report_from_two_gateways():
+    """Two gateways look for ended jobs at the same time: one report."""
+    env = receipt_env("tworeports")
+    env.start(gateway=False)
+    for i in range(2):
+        env.config.section("hato")["node"] = "gw%d" % i
+        env.config.section("gateway")["http_listen"] = "127.0.0.1:%d" % H.free_port()
+        path = env.config.path.replace(".ini", "-gw%d.ini" % i)
+        with open(path, "w") as f:
+            f.write(env.config.text())
+        H.defer(H.Daemon(H.GATEWAY, path, env.dir, "hato-gateway-%d" % i).start().stop)
+    jobs = []
+    for n in range(3):
+        reply = env.submit(env.submission(["two%d-%d@example.org" % (n, i) for i in range(20)], "s", "b")).one()
+        jobs.append(H.job_id_of(reply))
+    for job in jobs:
+        env.wait_job_done(job, 30)
+    H.wait_until(lambda: all(env.job(j)["reported_at"] for j in jobs), 10, what="the reports")
+    time.sleep(2.5)	# both gateways have looked again since
+    reports = [n["parent_id"] for n in notices(env) if n["subject"] == "[Hato] report"]
+    check_eq(sorted(reports), jobs, "jobs reported on (once each)")
+    check_eq(sorted(str(m["Subject"]) for _, m in mails_to(env, env.submitter) if "finished" in str(m["Subject"])),
+             sorted("[Hato] job %d finished: 20 sent, 0 failed" % j for j in jobs), "reports received")
 
 
 def test_submitter_config_errors():
