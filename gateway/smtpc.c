@@ -1170,6 +1170,16 @@ on_reply(struct smtpc *s, const struct reply *r)
 		session_fail(s, &why);
 		return;
 	}
+	if (s->state == ST_DOT && s->data_queued && r->code / 100 == 2) {
+		/* A success before our final dot has left: the server is
+		 * out of step, answering what it cannot have read. Taken as
+		 * the reply to the dot it would count the message as sent
+		 * before it was, so the session ends and the message is
+		 * deferred. (A refusal is taken: nothing is counted by it.) */
+		noreply(&why, SMTPC_DOT, "reply before the end of the message data: %d %s", r->code, r->text);
+		session_fail(s, &why);
+		return;
+	}
 	switch (s->state) {
 	case ST_GREETING:
 		greeting_reply(s, r);

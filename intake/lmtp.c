@@ -320,15 +320,20 @@ data_done(struct lmtp_session *s)
 	s->srv->cbs.message(s, t, s->srv->arg);
 }
 
+/* The size counts line ends, as SIZE does (RFC 1870 §3): CRLF is
+ * stored with every line, and a limit that left them out would let a
+ * message of short lines in a few per cent over it. */
 static void
 data_append(struct lmtp_session *s, struct evbuffer *in, size_t n, int line_end)
 {
-	if (s->data_len + n > s->srv->max_size) {
+	size_t add = n + (line_end ? 2 : 0);
+
+	if (s->data_len + add > s->srv->max_size) {
 		s->txn->too_big = 1;
 		evbuffer_drain(in, n);
 	} else
 		evbuffer_remove_buffer(in, s->data, n);
-	s->data_len += n;
+	s->data_len += add;
 	if (line_end && !s->txn->too_big)
 		evbuffer_add(s->data, "\r\n", 2);
 }

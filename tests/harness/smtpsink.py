@@ -134,7 +134,9 @@ A rule is {"match": PATTERN, "from": PATTERN, STAGE: REPLIES, ...}:
             recipient is known yet), "rcpt" (the reply to RCPT for that
             recipient), "data" (the reply to DATA), "content" (what to do
             instead of reading the message after 354: only "freeze",
-            "close" or "hang"), "dot" (the reply after the message). For
+            "close" or "hang"; or "early REPLY": say REPLY at once, before
+            the message, then read it and answer the dot as usual, as a
+            broken server does), "dot" (the reply after the message). For
             "data", "content" and "dot", the rule applies when any accepted
             recipient of the transaction matches.
 
@@ -211,7 +213,9 @@ def _check_reply(reply, where):
     if reply in SPECIALS:
         return
     if where.endswith(".content"):
-        raise ValueError(f"{where}: only {', '.join(SPECIALS)} here, not {reply!r}")
+        if reply.startswith("early "):
+            return _check_reply(reply[6:], where[:-len(".content")] + ".early")
+        raise ValueError(f"{where}: only {', '.join(SPECIALS)} or \"early REPLY\" here, not {reply!r}")
     if reply.startswith("sleep "):
         parts = reply.split(" ", 2)
         try:
@@ -534,11 +538,18 @@ class _Session:
             "354 End data with <CR><LF>.<CR><LF>"
         if _final_code(reply) != 354:
             return await self.reply(reply)
-        if not await self.reply(reply):
-            return False
         special = self.sink._rule_reply("content", self.rcpts, self.mail_from)
-        if special is not None:
-            return await self.reply(special)
+        if special is not None and special.startswith("early "):
+            # A broken server: it answers before the message (in the same
+            # write as the 354, so that the client reads both at once),
+            # then reads the message and answers again after the dot.
+            if not await self.reply(reply + "\n" + special[6:]):
+                return False
+        else:
+            if not await self.reply(reply):
+                return False
+            if special is not None:
+                return await self.reply(special)
         got = await self.read_data()
         if got is None:
             return False

@@ -285,5 +285,37 @@ def test_refused_inputs_change_nothing():
     env.stop_clean()
 
 
+@H.timeout(90)
+def test_relay_says_250_before_the_data():
+    """A relay that answers 250 as soon as DATA is under way, then reads the
+    message and answers again. The early 250 is not taken as the reply to
+    the dot: the delivery is not counted as sent (deferred, with the reason
+    in the log), and the relay's other recipients are not disturbed."""
+    env = H.Env("early250")
+    env.relay_sink("default", script={"rules": [
+        {"match": "early@*", "content": ["early 250 2.0.0 Ok: taken before the data"]}]})
+    env.route("*", "relay:default")
+    env.config.section("retry").update({"intervals": "1s", "max_attempts": 3})
+    env.start()
+    reply = env.submit(env.submission(["early@example.com"], "早すぎる返事", "本文\n" * 2000)).one()
+    check_eq(reply.code, 250, "the submission")
+    job = H.job_id_of(reply)
+    ok = env.submit(env.submission(["fine@example.com"], "普通", "本文\n")).one()
+    check_eq(ok.code, 250, "the second submission")
+    env.wait_job_done(H.job_id_of(ok), 20)
+
+    def attempts():
+        d = env.deliveries(job)[0]
+        return d if int(d["attempts"]) >= 2 or d["state"] == "sent" else None
+    d = H.wait_until(attempts, 30, what="two attempts at early@example.com, or its end")
+    check(d["state"] != "sent", "the delivery was counted as sent on a 250 that came before the data: %r", d)
+    log = env.delivery_log(d["id"])
+    check(log and all(r["outcome"] != "sent" for r in log), "a send log row says sent: %r", log)
+    env.gateway.wait_log(r"dlv=%s .*reply before the end of the message data: 250" % d["id"], 10)
+    sent = [H.addr_of(r) for m in env.sinks["default"].messages() for r in m["rcpts"]]
+    check_eq(sent, ["fine@example.com"], "messages the relay recorded")
+    env.stop_clean()
+
+
 if __name__ == "__main__":
     H.main(globals())

@@ -101,6 +101,9 @@ def test_rcpt_other_than_submit_address():
     check_one_job(env)
 
     # smtplib.LMTP reports the refused recipient and delivers to the rest.
+    # (Another mail: the same one again would be taken for the MTA's retry
+    # of a mail already stored, and name the first job.)
+    data = env.submission(RCPTS, SUBJECT, BODY)
     c = smtplib.LMTP("127.0.0.1", env.lmtp_port, timeout=30)
     try:
         refused = c.sendmail(env.submitter, ["nobody@hato.test", env.submit_address], data)
