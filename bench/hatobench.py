@@ -1052,6 +1052,9 @@ def parse_args(argv):
                     help="instead of the benchmark: callgrind profiles of hato-gateway (W1) and hato-intake (W2)")
     ap.add_argument("--profile-n", type=int, default=3000, help="deliveries in the profiled W1 (default 3,000)")
     ap.add_argument("--profile-w2-n", type=int, default=20000, help="recipients in the profiled W2 (default 20,000)")
+    ap.add_argument("--profile-parts", default="native,batch,due,slowlog,poll,gateway,intake",
+                    help="comma-separated parts of --profile to run (default: all): native, batch, due, slowlog, "
+                    "poll, gateway, intake")
     ap.add_argument("--profile-slowlog-n", type=int, default=100000,
                     help="deliveries in the W1 run timed statement by statement with the slow log (default 100,000)")
     args = ap.parse_args(argv)

@@ -475,9 +475,33 @@ def run(ctx, B):
     report = ["# Hato profile, %s" % time.strftime("%Y-%m-%d %H:%M:%S"), "", "Hato: %s, Release build" % ctx.what, "",
               "valgrind --tool=callgrind (perf has no hardware counters on this machine).", ""]
     n = args.profile_n
+    parts = set(args.profile_parts.split(","))
+    gw_out = it_out = ""
 
     # 1. A native W1 run: CPU split, busiest threads, statements per delivery.
     nn = max(20000, n)
+    if "native" in parts:
+        report += native_section(ctx, B, nn)
+
+    if "batch" in parts:
+        report += batch_section(ctx, B)
+    if "due" in parts:
+        report += due_section(ctx, B)
+    if "slowlog" in parts:
+        report += slowlog_section(ctx, B, args.profile_slowlog_n)
+    if "poll" in parts:
+        report += poll_section(ctx, B, args.profile_slowlog_n if "slowlog" in parts else 0)
+    if "gateway" in parts:
+        gw_out, sect = gateway_section(ctx, B, pdir, n, strips)
+        report += sect
+    if "intake" in parts:
+        it_out, sect = intake_section(ctx, B, pdir, args.profile_w2_n, strips)
+        report += sect
+    return write_report(ctx, report, stamp, gw_out, it_out)
+
+
+def native_section(ctx, B, nn):
+    report = []
     say("== native W1, %d deliveries: CPU by process and thread, MariaDB counters" % nn)
     nat = native_w1(ctx, B, nn)
     report += ["## Native W1 run, %d deliveries (gateway settings as in W1)" % nn, "",
@@ -495,7 +519,12 @@ def run(ctx, B):
         report.append("    %-24s %10d" % (k, v))
     report.append("")
 
-    # 1a. Batched forms of the gateway's statements, on the same tables.
+    return report
+
+
+def batch_section(ctx, B):
+    # Batched forms of the gateway's statements, on the same tables.
+    report = []
     say("== the gateway's statements batched (server-side cost per delivery)")
     ba = batch_alternatives(ctx, B)
     report += ["## The gateway's per-delivery statements done in batches (wall time of the statements from a "
@@ -506,7 +535,12 @@ def run(ctx, B):
             report.append("    %7.1f us  %s" % (v, k))
     report.append("")
 
-    # 1b. The claim's destination query against the table's size.
+    return report
+
+
+def due_section(ctx, B):
+    # The claim's destination query against the table's size.
+    report = []
     say("== cost of the due-destinations query against the table size")
     dd = due_dests_cost(ctx, B, 100000)
     report += ["## The due-destinations query (sql/store.c SQL_DUE_DESTS in store_due_dests, run on every claim, "
@@ -518,8 +552,12 @@ def run(ctx, B):
     report.append("")
     B.truncate(ctx)
 
-    # 1c. The gateway's statements, timed by the server.
-    sn = args.profile_slowlog_n
+    return report
+
+
+def slowlog_section(ctx, B, sn):
+    # The gateway's statements, timed by the server.
+    report = []
     say("== W1 of %d deliveries with MariaDB's slow log at long_query_time = 0" % sn)
     sl = native_w1_slowlog(ctx, B, sn)
     report += ["## Server time of the gateway's statements, W1 of %d deliveries (slow log on)" % sn, "",
@@ -533,10 +571,15 @@ def run(ctx, B):
         report.append("    %8d %8.3f %9.3f %9.1f %10d  %s" % (c, c / sn, t, 1e6 * t / c, rx, key))
     report.append("")
 
-    # 1d. W3: the poll interval's part in the latency, on the table the
+    return report
+
+
+def poll_section(ctx, B, sn):
+    # W3: the poll interval's part in the latency, on the table the
     # slow-log run left (its deliveries all finished) and on an empty one.
-    report += ["## W3 latency against the gateway's poll_interval (50 submissions at 10/s each)", ""]
-    for label in ("with %d finished deliveries in the table" % sn, "on an empty table"):
+    report = ["## W3 latency against the gateway's poll_interval (50 submissions at 10/s each)", ""]
+    labels = ("with %d finished deliveries in the table" % sn,) if sn else ()
+    for label in labels + ("on an empty table",):
         if label.startswith("on an empty"):
             B.truncate(ctx)
         say("== W3 latency with poll_interval 100ms and 10ms (configuration only), %s" % label)
@@ -545,7 +588,13 @@ def run(ctx, B):
             report.append("    %-42s poll_interval %-6s %s" % (label, poll, ", ".join("%s %s" % kv for kv in f.items())))
     report.append("")
 
-    # 2. The gateway under callgrind.
+    return report
+
+
+def gateway_section(ctx, B, pdir, n, strips):
+    # The gateway under callgrind.
+    env = ctx.env
+    report = []
     say("== hato-gateway under callgrind, W1 with %d deliveries" % n)
     B.stop_gateway(ctx)
     B.truncate(ctx)
@@ -579,9 +628,13 @@ def run(ctx, B):
     report += ["## hato-gateway, W1 with %d deliveries (%s in %.0f s under callgrind)" % (
         n, "done" if ok else "not done", wall), "", "### self cost", "", annotate(gw_out, False, strip=strips), "",
         "### inclusive cost", "", annotate(gw_out, True, 40, strip=strips), ""]
+    return gw_out, report
 
-    # 3. The intake under callgrind.
-    m = args.profile_w2_n
+
+def intake_section(ctx, B, pdir, m, strips):
+    # The intake under callgrind.
+    env = ctx.env
+    report = []
     say("== hato-intake under callgrind, W2 with %d recipients" % m)
     B.truncate(ctx)
     env.intake.stop(timeout=30)
@@ -606,7 +659,11 @@ def run(ctx, B):
         report.append("    %-24s %10d" % (k, v))
     report += ["", "### self cost", "", annotate(it_out, False, strip=strips), "",
                "### inclusive cost", "", annotate(it_out, True, 40, strip=strips), ""]
+    return it_out, report
 
+
+def write_report(ctx, report, stamp, gw_out, it_out):
+    args = ctx.args
     maxp, bsz, sz, ns = binds_cost(ctx.src, ctx.tmp)
     if maxp:
         report += ["## Zeroing `struct binds` (sql/store.c)", "",
@@ -622,7 +679,7 @@ def run(ctx, B):
         f.write("\n".join(report) + "\n")
     os.replace(path + ".tmp", path)
     for tag, src in (("gateway", gw_out), ("intake", it_out)):
-        if os.path.exists(src):
+        if src and os.path.exists(src):
             shutil.copy(src, os.path.join(args.out, "callgrind-%s-%s.out" % (tag, stamp)))
     say("written: %s (and the callgrind.out files beside it)" % path)
     return 0

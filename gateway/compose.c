@@ -50,6 +50,7 @@
 #include <openssl/rand.h>
 
 #include "gateway/compose.h"
+#include "core/strbuf.h"
 #include "gateway/dkim.h"
 #include "mail/charset.h"
 #include "mail/rfc2047.h"
@@ -865,7 +866,7 @@ sign_head(const struct compose_body *b, const struct compose_rcpt *r, char *head
 /* RFC 5322 date-time in the local time zone, with English names whatever
  * the locale says (strftime's %a and %b follow LC_TIME). */
 static int
-write_date(FILE *fp, time_t now)
+format_date(char *buf, size_t size, time_t now)
 {
 	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -876,50 +877,60 @@ write_date(FILE *fp, time_t now)
 	if (localtime_r(&now, &tm) == NULL || tm.tm_wday < 0 || tm.tm_wday > 6 ||
 	    tm.tm_mon < 0 || tm.tm_mon > 11 || strftime(zone, sizeof(zone), "%z", &tm) == 0)
 		return -1;
-	fprintf(fp, "Date: %s, %02d %s %04d %02d:%02d:%02d %s\r\n", days[tm.tm_wday], tm.tm_mday,
+	snprintf(buf, size, "Date: %s, %02d %s %04d %02d:%02d:%02d %s\r\n", days[tm.tm_wday], tm.tm_mday,
 	    months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
 	return 0;
+}
+
+static void
+add_header(struct strbuf *sb, const char *name, const char *value)
+{
+	strbuf_add(sb, name, strlen(name));
+	strbuf_add(sb, value, strlen(value));
+	strbuf_add(sb, "\r\n", 2);
 }
 
 char *
 compose_head(const struct compose_body *b, const struct compose_rcpt *r, time_t now, size_t *len)
 {
-	unsigned char rnd[8];
-	char hex[sizeof(rnd) * 2 + 1], *head = NULL;
-	size_t size = 0;
-	FILE *fp;
-	int bad;
+	/* One random start a thread. */
+	static _Thread_local uint64_t rnd;
+	static _Thread_local bool seeded;
+	char date[80], msgid[400], *head;
+	struct strbuf sb = { 0 };
+	size_t size;
 
 	if (b == NULL || r == NULL || r->to == NULL || !to_ok(r->to) ||
 	    (r->extra != NULL && !extra_ok(r->extra)))
 		return NULL;
-	/* Job and delivery make it unique; the random part keeps a retry of
-	 * the same delivery from reusing the id of an attempt that may have
-	 * arrived after all. */
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return NULL;
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-	if ((fp = open_memstream(&head, &size)) == NULL)
-		return NULL;
-	bad = write_date(fp, now);
-	fprintf(fp, "From: %s\r\n", b->from);
-	fprintf(fp, "To: %s\r\n", r->to);
-	fprintf(fp, "Subject: %s\r\n", b->subject);
-	fprintf(fp, "Message-ID: <%" PRIu64 ".%" PRIu64 ".%s@%s>\r\n", b->job_id, r->delivery_id,
-	    hex, b->domain);
-	if (b->reply_to != NULL)
-		fprintf(fp, "Reply-To: %s\r\n", b->reply_to);
-	if (r->extra != NULL)
-		fputs(r->extra, fp);
-	fputs(b->mime_headers, fp);
-	fputs("\r\n", fp);
-	if (ferror(fp))
-		bad = -1;
-	if (fclose(fp) != 0 || bad == -1) {
-		free(head);
-		return NULL;
+	/* Job and delivery make it unique; the third part, a random start
+	 * counted up, keeps a retry of the same delivery (by this process or
+	 * another) from reusing the id of an attempt that may have arrived
+	 * after all. */
+	if (!seeded) {
+		if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+			return NULL;
+		seeded = true;
 	}
+	rnd++;
+	if (format_date(date, sizeof(date), now) < 0)
+		return NULL;
+	snprintf(msgid, sizeof(msgid), "<%" PRIu64 ".%" PRIu64 ".%016" PRIx64 "@%s>", b->job_id,
+	    r->delivery_id, rnd, b->domain);
+	strbuf_add(&sb, date, strlen(date));
+	add_header(&sb, "From: ", b->from);
+	add_header(&sb, "To: ", r->to);
+	add_header(&sb, "Subject: ", b->subject);
+	add_header(&sb, "Message-ID: ", msgid);
+	if (b->reply_to != NULL)
+		add_header(&sb, "Reply-To: ", b->reply_to);
+	if (r->extra != NULL)
+		strbuf_add(&sb, r->extra, strlen(r->extra));
+	strbuf_add(&sb, b->mime_headers, strlen(b->mime_headers));
+	strbuf_add(&sb, "\r\n", 2);
+	size = sb.len;
+	if ((head = strbuf_take(&sb)) == NULL)
+		return NULL;
 	if (b->dkim != NULL && (head = sign_head(b, r, head, &size, now)) == NULL)
 		return NULL;
 	if (len != NULL)

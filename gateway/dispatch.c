@@ -52,6 +52,11 @@
 #define FLUSH_DELAY_MS 20
 #define DB_RETRY_MS 1000
 #define MAX_DUE_DESTS 512
+/* While destinations keep filling their claims, the next claim goes to
+ * them without asking which destinations are due: that question scans
+ * the due index, slowly while InnoDB has not purged the entries that the
+ * last claims moved. It is asked again at least this often. */
+#define DISCOVER_MS 250
 
 enum { CS_UTF8 = 0, CS_JIS, CS_COUNT };
 
@@ -111,6 +116,9 @@ struct dispatch {
 	size_t ndkims;
 	bool need_jis;
 	uint64_t report_due_ms;		/* next look for jobs to report on */
+	char (*hot)[128];		/* destinations that filled the last claim */
+	size_t nhot;
+	uint64_t discovered_ms;		/* when the due destinations were last asked */
 	struct tls_entry *tls;		/* one client context per relay, and "" for MX */
 	size_t ntls;
 };
@@ -775,9 +783,21 @@ struct claim_task {
 	size_t n, max;
 	bool more;		/* some destination had more than it got */
 	bool report;		/* look for ended jobs to report on first */
+	bool discover;		/* ask which destinations are due, or */
+	char (*hot)[128];	/* claim from these; after: the ones with more */
+	size_t nhot;
 	int rc;
 	char err[300];
 };
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void
 claim_run(void *ctx, void *arg)
@@ -791,7 +811,13 @@ claim_run(void *ctx, void *arg)
 		fatalx("dispatch: out of memory");
 	if (t->report)
 		report_sweep(ctx, t->cf);
-	if ((t->rc = store_due_dests(ctx, due, MAX_DUE_DESTS, &ndue)) == STORE_OK) {
+	if (t->discover)
+		t->rc = store_due_dests(ctx, due, MAX_DUE_DESTS, &ndue);
+	else
+		for (; ndue < t->nhot; ndue++)
+			memcpy(due[ndue], t->hot[ndue], sizeof(due[ndue]));
+	t->nhot = 0;
+	if (t->rc == STORE_OK) {
 		for (size_t i = 0; i < ndue; i++) {
 			size_t held = 0, cap;
 			double rate = -1;
@@ -801,8 +827,11 @@ claim_run(void *ctx, void *arg)
 					rate = t->snap[k].rate;
 				}
 			cap = dest_cap(t->cf, due[i], rate);
-			if (held >= cap)
+			if (held >= cap) {
+				/* Due, and busy: still due next time. */
+				memcpy(t->hot[t->nhot++], due[i], sizeof(due[i]));
 				continue;
+			}
 			req[nreq].dest = due[i];
 			req[nreq++].max = cap - held;
 		}
@@ -812,8 +841,10 @@ claim_run(void *ctx, void *arg)
 			got = 0;
 			for (size_t k = 0; k < t->n; k++)
 				got += strcmp(t->l[k].dest, req[i].dest) == 0;
-			if (got == req[i].max)
+			if (got == req[i].max) {
 				t->more = true;
+				memcpy(t->hot[t->nhot++], req[i].dest, sizeof(t->hot[0]));
+			}
 		}
 	}
 	if (t->rc != STORE_OK)
@@ -999,6 +1030,7 @@ claim_done(void *arg)
 		if (!d->db_down)
 			log_warn("claim failed, retrying: %s", t->err);
 		d->db_down = true;
+		d->nhot = 0;
 		claim_soon(d, DB_RETRY_MS);
 	} else {
 		if (d->db_down)
@@ -1006,10 +1038,17 @@ claim_done(void *arg)
 		d->db_down = false;
 		if (t->n)
 			log_debug("claimed %zu deliveries", t->n);
+		free(d->hot);
+		d->hot = t->hot;
+		d->nhot = t->nhot;
+		t->hot = NULL;
+		if (t->discover)
+			d->discovered_ms = mono_ms();
 		for (size_t i = 0; i < t->n; i++)
 			take_lease(d, &t->l[i]);
 		claim_soon(d, t->more ? 0 : d->cf->poll_ms);
 	}
+	free(t->hot);
 	free(t->snap);
 	free(t->l);
 	free(t);
@@ -1050,10 +1089,17 @@ claim_now(evutil_socket_t fd, short what, void *arg)
 			s->held = e->held;
 			s->rate = destq_suspended(e->dq) ? 0 : destq_local_rate(e->dq);
 		}
+	if (!(t->hot = malloc(MAX_DUE_DESTS * sizeof(*t->hot))))
+		fatalx("dispatch: out of memory");
+	t->discover = d->nhot == 0 || mono_ms() - d->discovered_ms >= DISCOVER_MS;
+	if (!t->discover) {
+		memcpy(t->hot, d->hot, d->nhot * sizeof(*t->hot));
+		t->nhot = d->nhot;
+	}
 	t->d = d;
 	t->cf = d->cf;
 	t->max = d->cf->claim_batch;
-	if (!(t->l = calloc(t->max, sizeof(*t->l))))
+	if (!(t->l = malloc(t->max * sizeof(*t->l))))
 		fatalx("dispatch: out of memory");
 	d->claiming = true;
 	worker_submit(d->db, claim_run, claim_done, t);
@@ -1501,6 +1547,7 @@ dispatch_free(struct dispatch *d)
 	for (size_t i = 0; i < d->ntls; i++)
 		tls_ctx_free(d->tls[i].ctx);
 	free(d->tls);
+	free(d->hot);
 	free(d->dkims);
 	if (d->claim_ev)
 		event_free(d->claim_ev);

@@ -465,13 +465,45 @@ stuff_byte(struct stuffer *d, char c)
 	stuff_put(d, c);
 }
 
+/* A run of octets with no CR or LF in it, not at the start of a line. */
+static void
+stuff_span(struct stuffer *d, const char *p, size_t n)
+{
+	size_t k;
+
+	while (n > 0) {
+		if (d->len == sizeof d->buf)
+			stuff_flush(d);
+		k = sizeof d->buf - d->len;
+		if (k > n)
+			k = n;
+		memcpy(d->buf + d->len, p, k);
+		d->len += k;
+		p += k;
+		n -= k;
+	}
+}
+
+/* Line ends and line starts octet by octet, the rest of each line as one
+ * copy (a message's lines are mostly the rest). */
 static void
 stuff(struct stuffer *d, const char *p, size_t n)
 {
-	size_t i;
+	const char *nl, *cr;
+	size_t i = 0, end;
 
-	for (i = 0; i < n; i++)
-		stuff_byte(d, p[i]);
+	while (i < n) {
+		if (d->cr || d->bol || p[i] == '\r' || p[i] == '\n') {
+			stuff_byte(d, p[i++]);
+			continue;
+		}
+		nl = memchr(p + i, '\n', n - i);
+		end = nl ? (size_t)(nl - p) : n;
+		if ((cr = memchr(p + i, '\r', end - i)) != NULL)
+			end = (size_t)(cr - p);
+		stuff_span(d, p + i, end - i);
+		i = end;
+	}
 }
 
 /* Ends the content with CRLF if it does not, then ".". */

@@ -3,6 +3,8 @@
  * constant time.
  */
 #include <ctype.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,20 +12,74 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "mail/verp.h"
+
+/*
+ * The HMAC keyed once: HMAC() looks the algorithm up in the provider
+ * tables and hashes the key on every call, which cost more than the rest
+ * of composing a message. Re-initialising a keyed context with no key
+ * starts again from its stored key states. One process uses one secret;
+ * a different key replaces it.
+ */
+static pthread_mutex_t keyed_mu = PTHREAD_MUTEX_INITIALIZER;
+static EVP_MAC_CTX *keyed;
+static unsigned char keyed_key[256];
+static size_t keyed_len;
+
+static bool
+rekey(const unsigned char *key, size_t keylen)
+{
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end()
+	};
+	EVP_MAC *m;
+
+	if (keyed && keyed_len == keylen && CRYPTO_memcmp(keyed_key, key, keylen) == 0)
+		return true;
+	EVP_MAC_CTX_free(keyed);
+	keyed = NULL;
+	if (keylen > sizeof(keyed_key) || (m = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return false;
+	keyed = EVP_MAC_CTX_new(m);
+	EVP_MAC_free(m);
+	if (keyed && !EVP_MAC_init(keyed, key, keylen, params)) {
+		EVP_MAC_CTX_free(keyed);
+		keyed = NULL;
+	}
+	memcpy(keyed_key, key, keylen);
+	keyed_len = keylen;
+	return keyed != NULL;
+}
+
+static void
+hmac_sha256(const unsigned char *key, size_t keylen, const unsigned char *msg, size_t len,
+    unsigned char md[EVP_MAX_MD_SIZE])
+{
+	size_t outl = 0;
+	unsigned mdlen = 0;
+	bool ok;
+
+	pthread_mutex_lock(&keyed_mu);
+	ok = rekey(key, keylen) && EVP_MAC_init(keyed, NULL, 0, NULL) &&
+	    EVP_MAC_update(keyed, msg, len) && EVP_MAC_final(keyed, md, &outl, EVP_MAX_MD_SIZE);
+	pthread_mutex_unlock(&keyed_mu);
+	if (!ok)
+		HMAC(EVP_sha256(), key, (int)keylen, msg, len, md, &mdlen);
+}
 
 static void
 mac(const unsigned char *key, size_t keylen, char kind, uint64_t id, char out[VERP_MAC_LEN + 1])
 {
 	static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 	unsigned char msg[1 + 8], md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
 
 	msg[0] = (unsigned char)kind;
 	for (int i = 0; i < 8; i++)
 		msg[1 + i] = (unsigned char)(id >> (56 - 8 * i));
-	HMAC(EVP_sha256(), key, (int)keylen, msg, sizeof(msg), md, &mdlen);
+	hmac_sha256(key, keylen, msg, sizeof(msg), md);
 	/* 80 bits: 16 base32 characters of 5 bits. */
 	for (int i = 0; i < VERP_MAC_LEN; i++) {
 		int bit = i * 5, byte = bit / 8, shift = bit % 8;
@@ -44,9 +100,10 @@ parse(const unsigned char *key, size_t keylen, char kind, const char *prefix,
 	if (len <= pl || strncasecmp(s, prefix, pl) != 0)
 		return -1;
 	for (i = pl; i < len && isdigit((unsigned char)s[i]); i++) {
-		if (v > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
 			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
+		v = v * 10 + d;
 	}
 	if (i == pl || i >= len || s[i] != '.' || len - i - 1 != VERP_MAC_LEN)
 		return -1;

@@ -1441,6 +1441,71 @@ record_one(struct store *s, const char *owner, const struct store_result *r, siz
 	return rc;
 }
 
+/*
+ * The delivery rows of a batch change 64 at a time: one UPDATE joined to
+ * the outcomes as a derived table, instead of one statement a row (the
+ * server's cost of a recorded send fell by more than half). The lease
+ * check stays per row; the affected rows tell how many leases were lost.
+ */
+#define REC_FIRST "SELECT ? AS id, ? AS state, ? AS us, ? AS code, ? AS status, ? AS text"
+#define REC1 " UNION ALL SELECT ?, ?, ?, ?, ?, ?"
+#define REC4 REC1 REC1 REC1 REC1
+#define REC16 REC4 REC4 REC4 REC4
+#define REC_CHUNK 64
+static const char SQL_RECORDN[] =
+    "UPDATE deliveries d JOIN (" REC_FIRST REC16 REC16 REC16 REC4 REC4 REC4 REC1 REC1 REC1 ") v"
+    " ON d.id = v.id SET d.state = v.state, d.attempts = d.attempts + 1,"
+    " d.next_attempt = IF(v.state = 'deferred', NOW(6) + INTERVAL v.us MICROSECOND, NULL),"
+    " d.lease_owner = NULL, d.lease_until = NULL, d.last_code = v.code, d.last_status = v.status,"
+    " d.last_text = v.text, d.updated_at = NOW(6), d.done_at = IF(v.state = 'deferred', NULL, NOW(6))"
+    " WHERE d.lease_owner = ?";
+
+static int
+record_chunk(struct store *s, struct binds *p, const char *owner, const struct store_result *r,
+    const uint64_t *us, size_t *lost)
+{
+	MYSQL_STMT *st;
+	int rc;
+
+	p->n = 0;
+	for (size_t k = 0; k < REC_CHUNK; k++) {
+		bind_u64(p, &r[k].id);
+		bind_str(p, store_outcome_name(r[k].outcome));
+		bind_u64(p, &us[k]);
+		bind_int(p, &r[k].code);
+		if (!r[k].code)
+			p->null[p->n - 1] = 1;
+		bind_str(p, *r[k].status ? r[k].status : NULL);
+		bind_str(p, r[k].text);
+	}
+	bind_str(p, owner);
+	if (!(st = run(s, SQL_RECORDN, p, &rc, "record")))
+		return rc;
+	*lost += REC_CHUNK - (size_t)mysql_stmt_affected_rows(st);
+	return rc;
+}
+
+static int
+record_rows(struct store *s, const char *owner, const struct store_result *r, size_t n, size_t *lost)
+{
+	struct binds *p = binds_new(REC_CHUNK * 6 + 1);
+	uint64_t us[REC_CHUNK];
+	size_t i = 0;
+	int rc = STORE_OK;
+
+	if (!p)
+		fatalx("store: out of memory");
+	for (; n - i >= REC_CHUNK && rc == STORE_OK; i += REC_CHUNK) {
+		for (size_t k = 0; k < REC_CHUNK; k++)
+			us[k] = r[i + k].retry_ms * 1000;
+		rc = record_chunk(s, p, owner, &r[i], us, lost);
+	}
+	for (; i < n && rc == STORE_OK; i++)
+		rc = record_one(s, owner, &r[i], lost);
+	binds_free(p);
+	return rc;
+}
+
 static void
 bind_log_row(struct binds *p, const char *owner, const struct store_result *r, const char *state,
     const int *code)
@@ -1696,9 +1761,10 @@ store_record(struct store *s, const char *owner, const struct store_result *r,
 		fatalx("store: out of memory");
 	if ((rc = tx_begin(s)) != STORE_OK)
 		goto out;
+	if ((rc = record_rows(s, owner, r, n, lost)) != STORE_OK)
+		goto abort;
 	for (size_t i = 0; i < n; i++)
-		if ((rc = record_one(s, owner, &r[i], lost)) != STORE_OK ||
-		    (rc = record_cleaning(s, owner, &r[i], &suppressed[i])) != STORE_OK)
+		if ((rc = record_cleaning(s, owner, &r[i], &suppressed[i])) != STORE_OK)
 			goto abort;
 	if ((rc = log_results(s, owner, r, n)) != STORE_OK)
 		goto abort;

@@ -80,6 +80,14 @@ def test_gateway_killed_repeatedly():
     states = {r["state"]: r["n"] for r in env.db.query(
         "SELECT state, COUNT(*) AS n FROM deliveries WHERE job_id = %s GROUP BY state", (job,))}
     check_eq(states, {"sent": N}, "delivery states")
+    # Outcomes are recorded 64 rows a statement: each row must carry the
+    # reply of its own last attempt (the sink's queue ids are unique).
+    mixed = env.db.scalar(
+        "SELECT COUNT(*) FROM deliveries d JOIN delivery_log l ON l.id ="
+        " (SELECT MAX(id) FROM delivery_log WHERE delivery_id = d.id)"
+        " WHERE d.job_id = %s AND NOT (d.last_text <=> l.text AND d.last_code <=> l.code"
+        " AND d.attempts >= 1 AND d.done_at IS NOT NULL AND d.lease_owner IS NULL)", (job,))
+    check_eq(mixed, 0, "deliveries whose recorded reply is not their last attempt's")
     env.stop_clean()
 
 
