@@ -94,7 +94,7 @@ def test_pause_holds_back_what_comes_back_deferred():
     env.start()
     sink = env.sinks["default"]
     rcpts = ["slow@example.com", "a@example.com", "b@example.com"]
-    job_id = submit(env, rcpts, ["Rate: 20/min"])
+    job_id = submit(env, rcpts, ["Rate: 12/min"])
     H.wait_until(lambda: len(sink.mail_times()) >= 1, 10, what="the first MAIL")
     r = env.ctl("job", "pause", job_id)
     check_eq(r.stdout, "job %d paused: 2 deliveries held back, 1 in flight\n" % job_id, "`job pause` output")
