@@ -108,6 +108,39 @@ def test_approve_by_reply():
 
 
 @H.timeout(90)
+def test_reply_to_the_receipt_approves():
+    # With receipts on: the receipt tells the code, and a reply to it, as a
+    # mail program writes one ("Re: " + its Subject), releases the job.
+    env = H.Env("approvereceipt")
+    env.relay_sink("default")
+    mailbox = env.relay_sink("submitter")
+    env.route("example.co.jp", "relay:submitter")
+    env.route("*", "relay:default")
+    env.config.section("submitter marketing")["approval"] = True
+    env.config.section("intake")["receipts"] = True
+    env.start()
+    r = env.submit(env.submission(RCPTS, "承認待ち", "本文\n")).one()
+    check(r.code == 250, "submission refused: %r", r)
+    job_id = H.job_id_of(r)
+    check(mailbox.wait_for(1, 20), "no receipt reached the submitter")
+    receipt = H.parse_message(mailbox.messages()[0]["data"])
+    subject = str(receipt["Subject"])
+    code = env.job(job_id)["confirm_code"]
+    check(code in subject, "the receipt's Subject %r does not carry the code", subject)
+    check_nothing_sent(env, 1.0)
+    reply = H.make_submission(env.submitter, None, (), None, "", to=env.submit_address,
+                              mail_subject="Re: " + subject,
+                              control=["Token: %s" % env.token, "", "OK to send.", "",
+                                       "> " + subject])
+    r = env.submit(reply).one()
+    check(r.code == 250 and ("job %d approved" % job_id) in r.text, "the reply to the receipt got %r", r)
+    env.wait_job_done(job_id, 20)
+    check_eq(sorted(H.addr_of(m["rcpts"][0]) for m in env.sinks["default"].messages()), RCPTS, "recipients")
+    check_eq([j["id"] for j in env.jobs() if j["kind"] == "dm"], [job_id], "DM jobs (the reply made none)")
+    env.stop_clean()
+
+
+@H.timeout(90)
 def test_held_job_expires():
     env = approval_env("expire", expiry="2s")
     job_id, job = submit_held(env)
