@@ -196,10 +196,14 @@ def test_metrics_failures():
     check_eq(sample(s, "hato_gateway_bounces_total", **{"class": "unknown-user"}), 2.0, "bounces by class")
     check_eq(sample(s, "hato_gateway_retries_total"), 1.0, "retries (the 451 then 250)")
     check_eq(sample(s, "hato_gateway_deliveries_total", dest="relay:bad", outcome="sent"), 1.0, "sent after the retry")
-    status, body, _ = request(env, "GET", "/status.json")
-    check_eq(status, 200, "GET /status.json")
-    data = json.loads(body)
-    fails = [f for f in data["failures"] if f["job"] == job]
+    # The counters move when an outcome is known, the snapshot once it is
+    # recorded and read again.
+    def logged():
+        status, body, _ = request(env, "GET", "/status.json")
+        check_eq(status, 200, "GET /status.json")
+        fails = [f for f in json.loads(body)["failures"] if f["job"] == job]
+        return len(fails) >= 3 and fails
+    fails = H.wait_until(logged, 10, interval=0.2, what="the failures on the page's data")
     check_eq(sorted((f["outcome"], f["code"], f["address"]) for f in fails),
              [("deferred", 451, "later@example.com"), ("failed", 550, "gone1@example.com"),
               ("failed", 550, "gone2@example.com")], "recent failures of the job on the page's data")
@@ -266,11 +270,11 @@ def test_database_away():
     _, samples, _ = scrape(env)
     check_eq(sample(samples, "hato_status_db_up"), 0.0, "hato_status_db_up with the database down")
     # The loop never waits for the database: /healthz answers at once
-    # while the status worker is stuck connecting.
+    # while the status worker's refreshes fail.
     for _ in range(5):
         t = time.monotonic()
         check_eq(request(env, "GET", "/healthz")[0], 200, "GET /healthz with the database down")
-        check(time.monotonic() - t < 0.5, "/healthz took %.2fs with the database down", time.monotonic() - t)
+        check(time.monotonic() - t < 1.0, "/healthz took %.2fs with the database down", time.monotonic() - t)
     check("status: refresh failed" in env.gateway.log_text(), "the failed refresh is not logged")
     env.db.start()
     H.wait_until(lambda: json.loads(request(env, "GET", "/status.json")[1])["db_error"] == "", 40, interval=0.5,
