@@ -28,9 +28,9 @@ tools/cppcheck/run.sh || status=1
 
 mkdir -p build build-asan
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
-# The sanitizer pass runs the crash test on a smaller job (the plain pass
-# runs the full 20,000 recipients).
-HATO_CRASH_RECIPIENTS=5000 \
+# The sanitizer pass runs the crash test and the hostile list on smaller
+# jobs (the plain pass: 20,000 and 1,000,000 recipients).
+HATO_CRASH_RECIPIENTS=5000 HATO_HOSTILE_RECIPIENTS=200000 \
 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

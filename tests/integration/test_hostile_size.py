@@ -3,7 +3,10 @@ recipients. Each has a defined answer, and intake's memory stays bounded:
 its peak resident size (VmHWM in /proc) is printed and checked against a
 generous ceiling, as a safety net rather than a measurement.
 
-HATO_HOSTILE_RECIPIENTS sets the size of the big list (default 1,000,000)."""
+HATO_HOSTILE_RECIPIENTS sets the size of the big list (default 1,000,000;
+tools/test.sh makes it smaller for the sanitizer build). Under
+AddressSanitizer the memory figures are printed but not checked: its
+shadow memory and quarantine are not intake's."""
 
 import base64
 import os
@@ -15,6 +18,17 @@ from hatotest import check, check_eq
 
 MB = 1024 * 1024
 N = int(os.environ.get("HATO_HOSTILE_RECIPIENTS", "1000000"))
+
+
+def _sanitized():
+    try:
+        with open(H.INTAKE, "rb") as f:
+            return b"AddressSanitizer" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized()
 
 
 def vm_hwm_mb(pid):
@@ -96,12 +110,13 @@ def test_message_at_the_size_limit():
     # A refused message is not kept: reading it costs little more than
     # the buffers. A stored one is held a few times over (the bytes,
     # GMime's parse, the decoded parts) -- but not without bound.
-    check(over_hwm - before < 120, "reading a refused 50 MB message took %.0f MB", over_hwm - before)
-    check(hwm < 1024, "intake peaked at %.0f MB for one 50 MB message", hwm)
+    if not SANITIZED:
+        check(over_hwm - before < 120, "reading a refused 50 MB message took %.0f MB", over_hwm - before)
+        check(hwm < 1024, "intake peaked at %.0f MB for one 50 MB message", hwm)
     env.stop_clean()
 
 
-@H.timeout(600)
+@H.timeout(280)
 def test_a_million_recipients():
     env = H.Env("million")
     env.start(gateway=False)
@@ -125,7 +140,8 @@ def test_a_million_recipients():
     check(re.search(r"\b%d accepted" % N, reply.text), "reply does not count them: %r", reply)
     # Tens of octets per recipient beside the mail itself (intake.c packs
     # the rows in one arena): far below a kilobyte each.
-    check(hwm < 1500, "intake peaked at %.0f MB for %d recipients", hwm, N)
+    if not SANITIZED:
+        check(hwm < 1500, "intake peaked at %.0f MB for %d recipients", hwm, N)
     env.intake.assert_log_clean()
     env.stop_clean()
 

@@ -188,9 +188,11 @@ def test_one_click_and_mailto():
 @H.timeout(60)
 def test_http_listen_must_be_loopback():
     env = unsub_env("unsubpub")
-    # TEST-NET-1: not loopback, and never bound here even if it were taken.
-    env.config.section("gateway")["http_listen"] = "192.0.2.1:%d" % env.http_port
     env.start(gateway=False)
+    # TEST-NET-1: not loopback, and never bound here even if it were taken.
+    # (A configuration error, so hatoctl and intake refuse it too.)
+    env.config.section("gateway")["http_listen"] = "192.0.2.1:%d" % env.http_port
+    env.write_config()
     r = H.run([H.GATEWAY, "--config", env.config.path], check_rc=False, timeout=20)
     check(r.returncode != 0, "the gateway started with http_listen on 192.0.2.1")
     check("loopback" in r.stderr + r.stdout and "http_public" in r.stderr + r.stdout,
