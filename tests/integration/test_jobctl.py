@@ -7,6 +7,7 @@ when the job's state does not allow it, 2 on bad usage, 69 without a
 database."""
 
 import datetime
+import json
 import re
 import time
 
@@ -174,6 +175,38 @@ def test_reschedule():
     check_eq(ctl_fails(env, 1, "job", "pause", "999"), "hatoctl: no job 999", "pausing no job")
     check_eq(ctl_fails(env, 1, "job", "reschedule", job_id, later(60)), "hatoctl: job %d is done" % job_id,
              "rescheduling a done job")
+    env.stop_clean()
+
+
+@H.timeout(90)
+def test_held_job_rescheduled_then_approved():
+    # A held job moved to later stays held; approved, it starts at the new time.
+    env = H.Env("reschedheld")
+    env.relay_sink("default")
+    env.route("*", "relay:default")
+    env.config.section("submitter marketing")["approval"] = True
+    env.start()
+    job_id = submit(env, ["h%d@example.com" % i for i in range(2)], ["Rate: 1/s"])
+    when = datetime.datetime.now(TZ).replace(microsecond=0) + datetime.timedelta(seconds=4)
+    r = env.ctl("--json", "job", "reschedule", job_id, when.isoformat())
+    out = json.loads(r.stdout)
+    check_eq((out["job"], out["command"], out["result"], out["state_before"], out["deliveries"]),
+             (job_id, "reschedule", "done", "held", 0), "`--json job reschedule` of a held job")
+    check(all(d["state"] == "held" and d["next_attempt"] is None for d in env.deliveries(job_id)),
+          "a rescheduled held job's deliveries are not held")
+    env.ctl("job", "approve", job_id)
+    due = [d["next_attempt"].replace(tzinfo=datetime.timezone.utc) for d in env.deliveries(job_id)]
+    offsets = [(t - when).total_seconds() for t in due]
+    check(abs(offsets[0]) < 0.01 and abs(offsets[1] - 1) < 0.01, "due times after approval: %s from the new start",
+          offsets)
+    env.wait_job_done(job_id, 20)
+    first = min(m["t"] for m in env.sinks["default"].messages())
+    check(when.timestamp() - 0.05 <= first <= when.timestamp() + 2, "first arrival %.2fs from the new time",
+          first - when.timestamp())
+    r = env.ctl("--json", "job", "pause", job_id, check_rc=False)
+    out = json.loads(r.stdout)
+    check(r.returncode == 1 and out["result"] == "state" and out["message"] == "job %d is done" % job_id,
+          "`--json job pause` of a done job: %d %r", r.returncode, out)
     env.stop_clean()
 
 
