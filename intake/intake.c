@@ -132,13 +132,11 @@ intake_parse_send_at(const char *s, double *when, const char **why)
 	return 0;
 }
 
-/* Build the recipient rows of the accepted addresses, each with its
- * destination by the route table (the gateway re-routes on reload). */
 /*
  * The rows of the accepted addresses, each with its destination by the
- * route table (the gateway re-routes on reload). Their strings are packed
- * in one arena at their real lengths, and a destination is looked up once
- * per run of the same domain: a list of a million recipients costs tens of
+ * route table (the gateway re-routes on reload). Addresses point into the
+ * submission; a destination is looked up once per run of the same domain
+ * and kept once in an arena: a list of a million recipients costs tens of
  * octets each, not the size of an address buffer.
  */
 static struct store_rcpt_new *
@@ -146,13 +144,13 @@ accepted_rows(const struct hato_config *cf, const struct submission *sub, char *
 {
 	size_t cap = sub->naccepted ? sub->naccepted : 1;
 	struct store_rcpt_new *rows = calloc(cap, sizeof(*rows));
-	size_t *addr_off = malloc(cap * sizeof(size_t)), *dest_off = malloc(cap * sizeof(size_t));
+	uint32_t *dest_off = malloc(cap * sizeof(*dest_off));
 	struct strbuf arena = { 0 };
-	char addr[ADDR_MAX + 1], dest[128] = "";
+	char dest[128] = "";
 	const char *last_domain = NULL;
-	size_t last_dest = 0;
+	uint32_t last_dest = 0;
 
-	if (!rows || !addr_off || !dest_off)
+	if (!rows || !dest_off)
 		fatalx("intake: out of memory");
 	*n = 0;
 	for (size_t i = 0; i < sub->nrcpt; i++) {
@@ -160,29 +158,24 @@ accepted_rows(const struct hato_config *cf, const struct submission *sub, char *
 		const struct route *rt;
 		if (r->verdict != RCPT_ACCEPTED)
 			continue;
-		size_t len = addr_canonical(&r->addr, addr, sizeof(addr));
-		addr_off[*n] = arena.len;
-		strbuf_add(&arena, addr, (len < sizeof(addr) ? len : sizeof(addr) - 1) + 1);
-		if (!last_domain || strcmp(last_domain, r->addr.domain) != 0) {
+		if (!last_domain || strcmp(last_domain, r->domain) != 0) {
 			dest[0] = '\0';
-			if ((rt = routes_match(cf->routes, r->addr.domain)))
-				routes_dest_key(rt, r->addr.domain, dest, sizeof(dest));
-			last_domain = r->addr.domain;
-			last_dest = arena.len;
+			if ((rt = routes_match(cf->routes, r->domain)))
+				routes_dest_key(rt, r->domain, dest, sizeof(dest));
+			last_domain = r->domain;
+			last_dest = (uint32_t)arena.len;
 			strbuf_add(&arena, dest, strlen(dest) + 1);
 		}
 		dest_off[*n] = last_dest;
-		rows[*n].domain = r->addr.domain;
+		rows[*n].address = r->addr;
+		rows[*n].domain = r->domain;
 		(*n)++;
 	}
 	if (!(*bufs = strbuf_take(&arena)))
 		fatalx("intake: out of memory");
 	/* The arena moved while it grew: point into it only now. */
-	for (size_t i = 0; i < *n; i++) {
-		rows[i].address = *bufs + addr_off[i];
+	for (size_t i = 0; i < *n; i++)
 		rows[i].dest = *bufs + dest_off[i];
-	}
-	free(addr_off);
 	free(dest_off);
 	return rows;
 }

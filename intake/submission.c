@@ -66,9 +66,17 @@ static const char *const cb_names[] = {
 
 /* Duplicate detection: open addressing on indexes into s->rcpts, plus one. */
 struct rset {
-	size_t *slot;
+	uint32_t *slot;
 	size_t cap;	/* a power of two, or 0 */
 	size_t used;
+};
+
+/* Strings that live as long as the submission, allocated in blocks. */
+#define SUB_BLOCK 65536
+struct sub_block {
+	struct sub_block *next;
+	size_t used, cap;
+	char data[];
 };
 
 struct parse {
@@ -150,39 +158,58 @@ dup_n(const char *s, size_t len)
 	return p;
 }
 
-/* FNV-1a over the canonical form "local@domain". */
-static uint64_t
-addr_hash(const struct mail_addr *a)
+static char *
+sub_strdup(struct submission *s, const char *str, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	const unsigned char *p;
+	struct sub_block *b = s->blocks, *nb;
+	char *d;
 
-	for (p = (const unsigned char *)a->local; *p != '\0'; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
-	h = (h ^ '@') * 0x100000001b3ULL;
-	for (p = (const unsigned char *)a->domain; *p != '\0'; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
-	return h;
+	if (b == NULL || b->cap - b->used < len + 1) {
+		size_t cap = len + 1 > SUB_BLOCK / 4 ? len + 1 : SUB_BLOCK;
+		if ((nb = malloc(sizeof(*nb) + cap)) == NULL)
+			return NULL;
+		nb->used = 0;
+		nb->cap = cap;
+		/* A long string gets a block of its own behind the current one. */
+		if (b != NULL && cap != SUB_BLOCK) {
+			nb->next = b->next;
+			b->next = nb;
+		} else {
+			nb->next = b;
+			s->blocks = nb;
+		}
+		b = nb;
+	}
+	d = b->data + b->used;
+	memcpy(d, str, len);
+	d[len] = '\0';
+	b->used += len + 1;
+	return d;
 }
 
-static bool
-addr_same(const struct mail_addr *a, const struct mail_addr *b)
+/* FNV-1a over the canonical form "local@domain". */
+static uint64_t
+addr_hash(const char *canon)
 {
-	return strcmp(a->local, b->local) == 0 && strcmp(a->domain, b->domain) == 0;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)canon; *p != '\0'; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	return h;
 }
 
 static int
 rset_grow(struct rset *set, const struct sub_rcpt *r)
 {
 	size_t cap = set->cap ? set->cap * 2 : 1024, i, j;
-	size_t *slot = calloc(cap, sizeof(*slot));
+	uint32_t *slot = calloc(cap, sizeof(*slot));
 
 	if (slot == NULL)
 		return -1;
 	for (i = 0; i < set->cap; i++) {
 		if (set->slot[i] == 0)
 			continue;
-		j = addr_hash(&r[set->slot[i] - 1].addr) & (cap - 1);
+		j = addr_hash(r[set->slot[i] - 1].addr) & (cap - 1);
 		while (slot[j] != 0)
 			j = (j + 1) & (cap - 1);
 		slot[j] = set->slot[i];
@@ -201,11 +228,11 @@ rset_add(struct rset *set, const struct sub_rcpt *r, size_t idx)
 
 	if ((set->used + 1) * 2 > set->cap && rset_grow(set, r) == -1)
 		return -1;
-	j = addr_hash(&r[idx].addr) & (set->cap - 1);
+	j = addr_hash(r[idx].addr) & (set->cap - 1);
 	for (; set->slot[j] != 0; j = (j + 1) & (set->cap - 1))
-		if (addr_same(&r[set->slot[j] - 1].addr, &r[idx].addr))
+		if (strcmp(r[set->slot[j] - 1].addr, r[idx].addr) == 0)
 			return 1;
-	set->slot[j] = idx + 1;
+	set->slot[j] = (uint32_t)(idx + 1);
 	set->used++;
 	return 0;
 }
@@ -222,10 +249,14 @@ rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_
 {
 	struct submission *s = p->s;
 	struct sub_rcpt *r;
-	size_t cap;
+	struct mail_addr a;
+	char canon[ADDR_MAX + 1];
+	size_t cap, n;
 	int dup;
 
 	trim(&raw, &len);
+	if (s->nrcpt >= UINT32_MAX - 1)
+		return oom(p);
 	if (s->nrcpt == p->rcap) {
 		cap = p->rcap ? p->rcap * 2 : 64;
 		if ((r = realloc(s->rcpts, cap * sizeof(*r))) == NULL)
@@ -235,10 +266,10 @@ rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_
 	}
 	r = &s->rcpts[s->nrcpt];
 	memset(r, 0, sizeof(*r));
-	if ((r->raw = dup_n(raw, len)) == NULL)
+	if ((r->raw = sub_strdup(s, raw, len)) == NULL)
 		return oom(p);
 	r->source = source;
-	r->line = line;
+	r->line = (unsigned)line;
 	s->nrcpt++;
 	/* raw is kept as a C string: a NUL would hide what follows it. */
 	if (memchr(raw, '\0', len)) {
@@ -246,10 +277,15 @@ rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_
 		r->reason = "NUL byte in the line";
 		return 0;
 	}
-	if (addr_parse(raw, len, &r->addr, &r->reason) == -1) {
+	if (addr_parse(raw, len, &a, &r->reason) == -1) {
 		r->verdict = RCPT_INVALID;
 		return 0;
 	}
+	n = addr_canonical(&a, canon, sizeof(canon));
+	if (n >= sizeof(canon) || (r->addr = sub_strdup(s, canon, n)) == NULL)
+		return oom(p);
+	r->domain = strrchr(r->addr, '@') + 1;
+	r->needs_quote = a.needs_quote;
 	if ((dup = rset_add(&p->set, s->rcpts, s->nrcpt - 1)) == -1)
 		return oom(p);
 	r->verdict = dup ? RCPT_DUPLICATE : RCPT_ACCEPTED;
@@ -843,8 +879,12 @@ submission_free(struct submission *s)
 	const char *last = src_to;
 	size_t i;
 
+	while (s->blocks != NULL) {
+		struct sub_block *b = s->blocks;
+		s->blocks = b->next;
+		free(b);
+	}
 	for (i = 0; i < s->nrcpt; i++) {
-		free(s->rcpts[i].raw);
 		/* An attachment's name is shared by its run of recipients. */
 		if (s->rcpts[i].source != last) {
 			last = s->rcpts[i].source;
@@ -860,4 +900,17 @@ submission_free(struct submission *s)
 	free(s->from);
 	free(s->body);
 	memset(s, 0, sizeof(*s));
+}
+
+void
+sub_rcpt_addr(const struct sub_rcpt *r, struct mail_addr *a)
+{
+	const char *at = r->addr ? strrchr(r->addr, '@') : NULL;
+
+	memset(a, 0, sizeof(*a));
+	if (at == NULL)
+		return;
+	snprintf(a->local, sizeof(a->local), "%.*s", (int)(at - r->addr), r->addr);
+	snprintf(a->domain, sizeof(a->domain), "%s", at + 1);
+	a->needs_quote = r->needs_quote;
 }

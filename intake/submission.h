@@ -22,14 +22,22 @@ enum rcpt_verdict {
 	RCPT_INVALID,		/* syntax; reason set */
 };
 
+/*
+ * One recipient as written. A list may hold hundreds of thousands: the
+ * strings live in the submission's blocks, and an address is kept in its
+ * canonical form only (sub_rcpt_addr gives it back parsed).
+ */
 struct sub_rcpt {
-	char *raw;		/* as written (trimmed), UTF-8 */
-	struct mail_addr addr;	/* valid when verdict != RCPT_INVALID */
-	enum rcpt_verdict verdict;
+	const char *raw;	/* as written (trimmed), UTF-8 */
+	const char *addr;	/* canonical "local@domain" (addr_canonical); NULL when invalid */
+	const char *domain;	/* the domain within addr */
 	const char *reason;	/* static text for RCPT_INVALID */
 	const char *source;	/* "To" or the attachment's file name */
-	size_t line;		/* line in that source, from 1 */
+	unsigned line;		/* line in that source, from 1 */
+	enum rcpt_verdict verdict;
+	bool needs_quote;	/* the local part goes out quoted (addr_format) */
 };
+struct sub_block;
 
 struct submission {
 	char *token;		/* NULL when absent */
@@ -43,6 +51,7 @@ struct submission {
 	struct sub_rcpt *rcpts;
 	size_t nrcpt;
 	size_t naccepted;
+	struct sub_block *blocks;	/* the recipients' strings */
 };
 
 /* Returns 0, or -1 with a specific reason in err (no control block, unknown
@@ -50,5 +59,8 @@ struct submission {
 int submission_parse(const struct mime_msg *m, struct submission *out, char *err, size_t errlen);
 
 void submission_free(struct submission *s);
+
+/* The address of an accepted or duplicate recipient, parsed. */
+void sub_rcpt_addr(const struct sub_rcpt *r, struct mail_addr *a);
 
 #endif

@@ -62,6 +62,7 @@ expect_rcpt(const struct sub_rcpt *r, const char *raw, enum rcpt_verdict v,
 static void
 test_design_example(void **state)
 {
+	struct mail_addr a;
 	struct submission s;
 	char err[256];
 	char buf[ADDR_MAX * 2];
@@ -87,8 +88,11 @@ test_design_example(void **state)
 	expect_rcpt(&s.rcpts[0], "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
 	expect_rcpt(&s.rcpts[1], "hanako@ezweb.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
 	expect_rcpt(&s.rcpts[2], "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
-	assert_true(s.rcpts[0].addr.needs_quote);
-	addr_format(&s.rcpts[0].addr, buf, sizeof(buf));
+	assert_true(s.rcpts[0].needs_quote);
+	assert_string_equal(s.rcpts[0].addr, "taro..@docomo.ne.jp");
+	assert_string_equal(s.rcpts[0].domain, "docomo.ne.jp");
+	sub_rcpt_addr(&s.rcpts[0], &a);
+	addr_format(&a, buf, sizeof(buf));
 	assert_string_equal(buf, "\"taro..\"@docomo.ne.jp");
 	submission_free(&s);
 }
@@ -98,6 +102,7 @@ test_design_example(void **state)
 static void
 test_control_forms(void **state)
 {
+	struct mail_addr a;
 	struct submission s;
 	char err[256];
 
@@ -124,7 +129,8 @@ test_control_forms(void **state)
 	expect_rcpt(&s.rcpts[2], "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
 	expect_rcpt(&s.rcpts[3], "saburo@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 4);
 	expect_rcpt(&s.rcpts[4], "shiro@au.com", RCPT_ACCEPTED, NULL, "To", 5);
-	assert_string_equal(s.rcpts[0].addr.local, "taro");
+	sub_rcpt_addr(&s.rcpts[0], &a);
+	assert_string_equal(a.local, "taro");
 	submission_free(&s);
 }
 
@@ -346,6 +352,7 @@ static const char bom_csv_mail[] =
 static void
 test_bom_csv(void **state)
 {
+	struct mail_addr a;
 	struct submission s;
 	char err[256];
 
@@ -361,7 +368,8 @@ test_bom_csv(void **state)
 	expect_rcpt(&s.rcpts[3], "b@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 8);
 	expect_rcpt(&s.rcpts[4], "", RCPT_INVALID, "empty address", "list.csv", 9);
 	expect_rcpt(&s.rcpts[5], "c@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 10);
-	assert_string_equal(s.rcpts[1].addr.local, "x y");
+	sub_rcpt_addr(&s.rcpts[1], &a);
+	assert_string_equal(a.local, "x y");
 	submission_free(&s);
 }
 
@@ -438,7 +446,7 @@ test_large_list(void **state)
 	expect_rcpt(&s.rcpts[9], "user000008@Example.JP", RCPT_DUPLICATE, NULL, "big.csv", 11);
 	expect_rcpt(&s.rcpts[lines - 1], "user099998@Example.JP", RCPT_DUPLICATE,
 	    NULL, "big.csv", lines + 1);
-	assert_string_equal(s.rcpts[lines - 2].addr.domain, "example.jp");
+	assert_string_equal(s.rcpts[lines - 2].domain, "example.jp");
 	submission_free(&s);
 }
 
