@@ -454,7 +454,10 @@ def test_status_page_in_chromium():
     dt.call("Runtime.enable")
     # A phone: 412 CSS pixels wide, touch, mobile viewport rules.
     dt.call("Emulation.setDeviceMetricsOverride", width=412, height=915, deviceScaleFactor=2, mobile=True)
-    H.wait_until(lambda: dt.eval("document.readyState") == "complete", 20, what="the page to load")
+    # Our document, loaded and drawn once (not the blank one before it).
+    H.wait_until(lambda: dt.eval("document.readyState === 'complete' && location.href === %s && "
+                                 "Number(document.body.getAttribute('data-updates') || 0) >= 1" % json.dumps(url)),
+                 20, what="the page to load")
     # A mark a reload would wipe out.
     dt.eval("window.__hatoMarker = 'kept'")
     samples = []
