@@ -285,6 +285,46 @@ def test_refused_inputs_change_nothing():
     env.stop_clean()
 
 
+# Addresses with quotes, display names, comments: (as written, the address
+# stored, RCPT TO at the relay), or (as written, None) for a rejection.
+ADDRESSES = [
+    ('"john doe"@utf8.example', "john doe@utf8.example", '"john doe"@utf8.example'),
+    ("Taro Yamada <taro@utf8.example>", "taro@utf8.example", "taro@utf8.example"),
+    ('"Yamada, Taro" <yamada@utf8.example>', "yamada@utf8.example", "yamada@utf8.example"),
+    ('"a\\"b"@utf8.example', 'a"b@utf8.example', '"a\\"b"@utf8.example'),
+    # An address inside the quotes stays a local part: it goes to utf8.example.
+    ('"evil@evil.example"@utf8.example', "evil@evil.example@utf8.example", '"evil@evil.example"@utf8.example'),
+    ("evil@evil.example <good@utf8.example>", "good@utf8.example", "good@utf8.example"),
+    ("<z@utf8.example>", "z@utf8.example", "z@utf8.example"),
+    ("v@utf8.example.", "v@utf8.example", "v@utf8.example"),
+    ('"v2"@UTF8.Example', "v2@utf8.example", "v2@utf8.example"),
+    ("x@utf8.example (comment)", None, None),
+    ("(comment)y@utf8.example", None, None),
+    ("w@[127.0.0.1]", None, None),
+]
+
+
+@H.timeout(90)
+def test_addresses_with_quotes_and_comments():
+    env = H.Env("addresses")
+    env.relay_sink("u8")
+    env.route("*", "relay:u8")
+    env.start()
+    data = H.make_submission(env.submitter, env.token, [], "宛先", "本文\n", to=env.submit_address,
+                             control=["Token: %s" % env.token] + ["To: %s" % a for a, _, _ in ADDRESSES])
+    r = env.submit(data).one()
+    good = [x for x in ADDRESSES if x[1]]
+    check_eq(r.code, 250, "reply to the list (%s)" % r.text)
+    check(re.search(r"\b%d accepted, %d rejected" % (len(good), len(ADDRESSES) - len(good)), r.text),
+          "reply does not count them: %r", r)
+    job = H.job_id_of(r)
+    check_eq(sorted(d["address"] for d in env.deliveries(job)), sorted(x[1] for x in good), "addresses stored")
+    env.wait_job_done(job, 20)
+    got = sorted(rc for m in env.sinks["u8"].messages() for rc in m["rcpts"])
+    check_eq(got, sorted(x[2] for x in good), "RCPT TO at the relay")
+    env.stop_clean()
+
+
 @H.timeout(90)
 def test_relay_says_250_before_the_data():
     """A relay that answers 250 as soon as DATA is under way, then reads the
