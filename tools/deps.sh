@@ -11,7 +11,7 @@ packages=(
 	python3 python3-pymysql python3-dkim swaks openssl
 	postfix
 	clang libclang-rt-14-dev cppcheck
-	chromium python3-prometheus-client
+	chromium python3-prometheus-client fonts-ipafont-gothic
 )
 
 missing=()
