@@ -23,7 +23,7 @@ N = int(os.environ.get("HATO_HOSTILE_RECIPIENTS", "1000000"))
 def _sanitized():
     try:
         with open(H.INTAKE, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            return b"__asan_init" in f.read()
     except OSError:
         return False
 
