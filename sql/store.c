@@ -2171,6 +2171,8 @@ static const char SQL_JOBCTL_MOVE_DLV[] =
     " GREATEST(0, TIMESTAMPDIFF(MICROSECOND, FROM_UNIXTIME(?), next_attempt)) MICROSECOND,"
     " updated_at = NOW(6) WHERE job_id = ? AND state = 'queued' AND attempts = 0" NOT_LEASED;
 static const char SQL_JOBCTL_SEND_AT[] = "UPDATE jobs SET send_at = FROM_UNIXTIME(?) WHERE id = ?";
+static const char SQL_JOBCTL_WAITING[] =
+    "SELECT COUNT(*) FROM deliveries WHERE job_id = ? AND state IN ('held', 'paused')";
 static const char SQL_JOBCTL_EXPIRED_LIST[] =
     "SELECT id FROM jobs WHERE state = 'held' AND hold_expires <= NOW(6) ORDER BY id LIMIT 100";
 /* In-flight rows of a paused or ended job that came back to wait (a 4xx,
@@ -2252,8 +2254,9 @@ jobctl_exec(struct store *s, const char *sql, struct binds *p, const uint64_t *i
 	return STORE_OK;
 }
 
+/* A count of the job's deliveries by one of the counting statements above. */
 static int
-jobctl_in_flight(struct store *s, uint64_t id, size_t *n)
+jobctl_count(struct store *s, const char *sql, uint64_t id, size_t *n)
 {
 	BINDS(p);
 	BINDS(r);
@@ -2261,13 +2264,19 @@ jobctl_in_flight(struct store *s, uint64_t id, size_t *n)
 	int rc, f, k = 0;
 
 	bind_u64(&p, &id);
-	if (!(st = run(s, SQL_JOBCTL_IN_FLIGHT, &p, &rc, "in flight")))
+	if (!(st = run(s, sql, &p, &rc, "job count")))
 		return rc;
 	bind_int(&r, &k);
-	f = fetch(s, st, &r, "in flight");
+	f = fetch(s, st, &r, "job count");
 	mysql_stmt_free_result(st);
 	*n = (size_t)k;
 	return f < 0 ? f : STORE_OK;
+}
+
+static int
+jobctl_in_flight(struct store *s, uint64_t id, size_t *n)
+{
+	return jobctl_count(s, SQL_JOBCTL_IN_FLIGHT, id, n);
 }
 
 static bool
@@ -2444,6 +2453,7 @@ int
 store_job_reschedule(struct store *s, uint64_t id, double when, struct store_jobctl_result *out)
 {
 	struct locked_job lj;
+	size_t held = 0;
 	BINDS(p);
 	int rc;
 
@@ -2464,8 +2474,9 @@ store_job_reschedule(struct store *s, uint64_t id, double when, struct store_job
 		rc = jobctl_exec(s, SQL_JOBCTL_SEND_AT, &p, &id, NULL);
 		out->send_at = when;
 	}
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && (rc = jobctl_count(s, SQL_JOBCTL_WAITING, id, &held)) == STORE_OK)
 		rc = jobctl_in_flight(s, id, &out->in_flight);
+	out->changed += held;	/* they move too, by send_at */
 	return jobctl_end(s, out, rc);
 }
 

@@ -191,7 +191,7 @@ def test_held_job_rescheduled_then_approved():
     r = env.ctl("--json", "job", "reschedule", job_id, when.isoformat())
     out = json.loads(r.stdout)
     check_eq((out["job"], out["command"], out["result"], out["state_before"], out["deliveries"]),
-             (job_id, "reschedule", "done", "held", 0), "`--json job reschedule` of a held job")
+             (job_id, "reschedule", "done", "held", 2), "`--json job reschedule` of a held job")
     check(all(d["state"] == "held" and d["next_attempt"] is None for d in env.deliveries(job_id)),
           "a rescheduled held job's deliveries are not held")
     env.ctl("job", "approve", job_id)
