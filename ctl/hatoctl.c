@@ -566,21 +566,6 @@ cmd_routes(const struct hato_config *cf, int argc, char **argv)
 	return EX_OK;
 }
 
-/* An option "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. */
-static const char *
-option_value(int argc, char **argv, int *i, const char *name)
-{
-	size_t n = strlen(name);
-
-	if (strncmp(argv[*i], name, n) != 0)
-		return NULL;
-	if (argv[*i][n] == '=')
-		return argv[*i] + n + 1;
-	if (argv[*i][n] == '\0' && *i + 1 < argc)
-		return argv[++*i];
-	return NULL;
-}
-
 /* The stored form of an address, or -1 (said on stderr). */
 static int
 canonical_address(const char *in, char *out, size_t size)
@@ -658,7 +643,7 @@ suppress_add(struct store *st, const struct hato_config *cf, int argc, char **ar
 	bool added, known = false;
 
 	for (int i = 1; i < argc; i++) {
-		if ((v = option_value(argc, argv, &i, "--reason")))
+		if ((v = ctl_option_value(argc, argv, &i, "--reason")))
 			reason = v;
 		else if (!address && argv[i][0] != '-')
 			address = argv[i];
@@ -798,7 +783,7 @@ cmd_report(struct store *st, const struct hato_config *cf, int argc, char **argv
 	if (argc < 1 || strcmp(argv[0], "cleaning") != 0)
 		return usage();
 	for (int i = 1; i < argc; i++) {
-		if (!(v = option_value(argc, argv, &i, "--since")))
+		if (!(v = ctl_option_value(argc, argv, &i, "--since")))
 			return usage();
 		since = v;
 	}

@@ -44,6 +44,7 @@ import email.policy
 import email.utils
 import hashlib
 import html as html_mod
+import http.client
 import os
 import re
 import secrets
@@ -716,6 +717,17 @@ def run(args, timeout=30.0, check_rc=True, input=None, env=None):
     if check_rc and r.returncode != 0:
         raise TestFailure("%s exited %d\nstdout:\n%s\nstderr:\n%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
     return r
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=15.0):
+    """One HTTP request to 127.0.0.1:port: (status, body text, headers)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders())
+    finally:
+        c.close()
 
 
 def hatoctl(config, *args, timeout=30.0, check_rc=True):

@@ -54,13 +54,7 @@ def status_env(name, messages=1, interval="1s"):
 
 
 def request(env, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", env.http_port, timeout=15)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders())
-    finally:
-        c.close()
+    return H.http_request(env.http_port, method, path, body, headers, timeout=15)
 
 
 def submit(env, rcpts, subject):

@@ -5,7 +5,6 @@ message the sink received; a suppressed address is skipped by later jobs."""
 
 import email
 import email.policy
-import http.client
 import re
 import urllib.parse
 
@@ -53,13 +52,7 @@ def links(env, addrs):
 
 
 def request(env, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", env.http_port, timeout=10)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders())
-    finally:
-        c.close()
+    return H.http_request(env.http_port, method, path, body, headers, timeout=10)
 
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
