@@ -53,7 +53,7 @@ expect_rcpt(const struct sub_rcpt *r, const char *raw, enum rcpt_verdict v,
 	if (strcmp(r->raw, raw) != 0 || r->verdict != v ||
 	    strcmp(r->source, source) != 0 || r->line != line ||
 	    (reason != NULL && (r->reason == NULL || strcmp(r->reason, reason) != 0)))
-		fail_msg("rcpt '%s' verdict %d reason '%s' source '%s' line %zu; "
+		fail_msg("rcpt '%s' verdict %d reason '%s' source '%s' line %u; "
 		    "want '%s' %d '%s' '%s' %zu", r->raw, r->verdict,
 		    r->reason ? r->reason : "", r->source, r->line,
 		    raw, v, reason ? reason : "", source, line);
