@@ -387,6 +387,9 @@ report_compose(const struct report *r, time_t now, size_t *len)
 	if (text_open(&t) < 0)
 		return NULL;
 	fprintf(t.fp, "Job %" PRIu64 " has ended (%s).\n\n", r->job_id, r->state ? r->state : "done");
+	if (r->state && strcmp(r->state, "expired") == 0)
+		fprintf(t.fp, "It was held for approval, and nobody approved it before the hold ran out:\n"
+		    "nothing was sent. Submit it again to send it.\n\n");
 	if (r->subject)
 		fprintf(t.fp, "Subject: %s\n\n", r->subject);
 	fprintf(t.fp, "Per carrier route:\n");

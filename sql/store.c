@@ -1211,7 +1211,7 @@ store_job_free(struct store_job *j)
 /* ---- completion reports ---- */
 
 static const char SQL_UNREPORTED[] =
-    "SELECT id FROM jobs WHERE reported_at IS NULL AND state IN ('done', 'cancelled')"
+    "SELECT id FROM jobs WHERE reported_at IS NULL AND state IN ('done', 'cancelled', 'expired')"
     " AND kind = 'dm' ORDER BY id LIMIT ?";
 static const char SQL_REPORT_MARK[] =
     "UPDATE jobs SET reported_at = NOW(6) WHERE id = ? AND reported_at IS NULL";

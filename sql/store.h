@@ -207,8 +207,8 @@ void store_job_free(struct store_job *j);
 
 /*
  * Completion reports. store_unreported_jobs lists DM jobs that ended
- * (done or cancelled) with no report yet. store_job_report, in one
- * transaction, marks the job reported (UPDATE ... WHERE reported_at IS
+ * (done, cancelled, or expired unapproved) with no report yet.
+ * store_job_report, in one transaction, marks the job reported (UPDATE ... WHERE reported_at IS
  * NULL: of several gateways one wins, the others get *made false), reads
  * what became of its deliveries, lets compose write the report and inserts
  * it as a notice.

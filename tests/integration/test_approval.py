@@ -161,5 +161,32 @@ def test_held_job_expires():
     env.stop_clean()
 
 
+@H.timeout(90)
+def test_expired_job_is_reported():
+    # The submitter learns that nobody approved it: the completion report
+    # of an expired job says so, and that nothing was sent.
+    env = H.Env("expirereport")
+    env.relay_sink("default")
+    mailbox = env.relay_sink("submitter")
+    env.route("example.co.jp", "relay:submitter")
+    env.route("*", "relay:default")
+    env.config.section("submitter marketing")["approval"] = True
+    env.config.section("intake").update({"receipts": True, "approval_expiry": "2s"})
+    env.start()
+    r = env.submit(env.submission(RCPTS, "承認待ち", "本文\n")).one()
+    check(r.code == 250, "submission refused: %r", r)
+    job_id = H.job_id_of(r)
+    check(mailbox.wait_for(2, 20), "the receipt and the report did not both reach the submitter")
+    report = H.parse_message(mailbox.messages()[1]["data"])
+    check_eq(str(report["Subject"]), "[Hato] job %d expired: 0 sent, 0 failed" % job_id, "report Subject")
+    text = H.text_body(report)
+    check("nobody approved it" in text and "nothing was sent" in text, "report text: %r", text)
+    check_eq(env.job(job_id)["state"], "expired", "jobs.state")
+    check_eq(len(env.sinks["default"].messages()), 0, "DMs sent for an expired job")
+    time.sleep(1.5)
+    check_eq(len(mailbox.messages()), 2, "mails to the submitter (one report only)")
+    env.stop_clean()
+
+
 if __name__ == "__main__":
     H.main(globals())
