@@ -182,36 +182,48 @@ accepted_rows(const struct hato_config *cf, const struct submission *sub, char *
 
 /*
  * Take the suppressed addresses out of rows (keeping the order of the
- * rest): one lookup per chunk of addresses. Their addresses go to gone[]
- * and their reasons to reasons[], *ngone of them. Returns a STORE_ code.
+ * rest): one lookup per chunk of addresses, through buffers of a chunk's
+ * size, not the list's. Their addresses go to *gone and their reasons to
+ * *reasons (grown as needed; the caller frees both), *ngone of them.
+ * Returns a STORE_ code.
  */
+#define SUPP_LOOKUP 1024
 static int
 drop_suppressed(struct store *st, struct store_rcpt_new *rows, size_t *n,
-    const char **gone, char (*reasons)[17], size_t *ngone)
+    const char ***gone, char (**reasons)[17], size_t *ngone)
 {
-	const char **addrs = calloc(*n ? *n : 1, sizeof(*addrs));
-	char (*why)[17] = calloc(*n ? *n : 1, sizeof(*why));
-	size_t kept = 0;
-	int rc;
+	const char *addrs[SUPP_LOOKUP];
+	char (*why)[17] = malloc(SUPP_LOOKUP * sizeof(*why));
+	size_t kept = 0, cap = 0;
+	int rc = STORE_OK;
 
-	if (!addrs || !why)
+	if (!why)
 		fatalx("intake: out of memory");
-	for (size_t i = 0; i < *n; i++)
-		addrs[i] = rows[i].address;
 	*ngone = 0;
-	if ((rc = store_suppressed(st, addrs, *n, why)) == STORE_OK) {
-		for (size_t i = 0; i < *n; i++) {
-			if (!why[i][0]) {
-				rows[kept++] = rows[i];
+	for (size_t i = 0; i < *n && rc == STORE_OK; i += SUPP_LOOKUP) {
+		size_t k = *n - i < SUPP_LOOKUP ? *n - i : SUPP_LOOKUP;
+		for (size_t j = 0; j < k; j++)
+			addrs[j] = rows[i + j].address;
+		if ((rc = store_suppressed(st, addrs, k, why)) != STORE_OK)
+			break;
+		for (size_t j = 0; j < k; j++) {
+			if (!why[j][0]) {
+				rows[kept++] = rows[i + j];
 				continue;
 			}
-			gone[*ngone] = rows[i].address;
-			memcpy(reasons[*ngone], why[i], sizeof(why[i]));
+			if (*ngone == cap) {
+				cap = cap ? cap * 2 : 16;
+				if (!(*gone = realloc(*gone, cap * sizeof(**gone))) ||
+				    !(*reasons = realloc(*reasons, cap * sizeof(**reasons))))
+					fatalx("intake: out of memory");
+			}
+			(*gone)[*ngone] = rows[i + j].address;
+			memcpy((*reasons)[*ngone], why[j], sizeof(why[j]));
 			(*ngone)++;
 		}
-		*n = kept;
 	}
-	free(addrs);
+	if (rc == STORE_OK)
+		*n = kept;
 	free(why);
 	return rc;
 }
@@ -392,9 +404,9 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		.subject = sub->subject ? sub->subject : "", .body = sub->body,
 		.source_msgid = m->message_id, .dry_run = sub->dry_run,
 	};
-	const char **gone;
+	const char **gone = NULL;
 	struct store_rcpt_new *rows;
-	char *bufs, (*reasons)[17];
+	char *bufs, (*reasons)[17] = NULL;
 	size_t n, ngone = 0, rejected = sub->nrcpt - sub->naccepted;
 	uint64_t job_id = 0;
 	int rc;
@@ -431,11 +443,7 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	if (sub->send_at)
 		j.send_at = plan.start;
 	rows = accepted_rows(cf, sub, &bufs, &n);
-	gone = calloc(n ? n : 1, sizeof(*gone));
-	reasons = calloc(n ? n : 1, sizeof(*reasons));
-	if (!gone || !reasons)
-		fatalx("intake: out of memory");
-	if ((rc = drop_suppressed(st, rows, &n, gone, reasons, &ngone)) == STORE_OK)
+	if ((rc = drop_suppressed(st, rows, &n, &gone, &reasons, &ngone)) == STORE_OK)
 		rc = count_outcomes(st, cf, who, sub, rows, &n, gone, reasons, ngone, a);
 	if (rc == STORE_OK && n > 0) {
 		/* Spread evenly over what is left to send. */

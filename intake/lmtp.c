@@ -312,7 +312,12 @@ data_done(struct lmtp_session *s)
 	t->len = evbuffer_get_length(s->data);
 	if (!(t->data = malloc(t->len + 1)))
 		fatalx("lmtp: out of memory");
-	evbuffer_remove(s->data, t->data, t->len);
+	/* A megabyte at a time, so that the buffer's chunks are freed as
+	 * they are copied: a 50 MB message never stands twice in memory. */
+	for (size_t off = 0, k; off < t->len; off += k) {
+		k = t->len - off < 1048576 ? t->len - off : 1048576;
+		evbuffer_remove(s->data, t->data + off, k);
+	}
 	t->data[t->len] = '\0';
 	s->txn = NULL;
 	s->state = ST_BUSY;
