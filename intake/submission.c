@@ -283,7 +283,12 @@ rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_
 		return 0;
 	}
 	n = addr_canonical(&a, canon, sizeof(canon));
-	if (n >= sizeof(canon) || (r->addr = sub_strdup(s, canon, n)) == NULL)
+	if (n >= sizeof(canon))
+		return oom(p);
+	/* Most lines of a list are the canonical address already: one copy. */
+	if (n == len && memcmp(canon, raw, len) == 0)
+		r->addr = r->raw;
+	else if ((r->addr = sub_strdup(s, canon, n)) == NULL)
 		return oom(p);
 	r->domain = strrchr(r->addr, '@') + 1;
 	r->needs_quote = a.needs_quote;
