@@ -113,6 +113,7 @@ jobctl_cmd(struct store *st, const struct hato_config *cf, int argc, char **argv
 	double when = 0;
 	char line[400];
 	uint64_t id;
+	int rc;
 
 	/* Times without an offset are in the site's zone, as in Send-At. */
 	setenv("TZ", cf->timezone, 1);
@@ -125,8 +126,11 @@ jobctl_cmd(struct store *st, const struct hato_config *cf, int argc, char **argv
 		fprintf(stderr, "hatoctl: %s: %s\n", argv[2], why);
 		return CTL_USAGE;
 	}
-	if (run_verb(st, verb, id, when, &r) != STORE_OK)
-		return ctl_db_failed(st, verb);
+	/* A job's rows are locked by the gateways claiming and recording
+	 * them: a lost lock conflict is rolled back whole, so try again. */
+	for (int tries = 1; (rc = run_verb(st, verb, id, when, &r)) != STORE_OK; tries++)
+		if (!store_conflict(st) || tries == 5)
+			return ctl_db_failed(st, verb);
 	say(verb, &r, line, sizeof(line));
 	if (out_json())
 		print_json(verb, &r, line);

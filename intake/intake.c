@@ -440,7 +440,9 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		refuse(st, cf, a, "550 5.7.0", err, reply, replylen);
 		return;
 	}
-	if (sub->send_at)
+	/* A spread job starts at its plan's start, not at the insert's NOW():
+	 * held or paused rows keep their offsets from send_at. */
+	if (sub->send_at || plan.spacing > 0)
 		j.send_at = plan.start;
 	rows = accepted_rows(cf, sub, &bufs, &n);
 	if ((rc = drop_suppressed(st, rows, &n, &gone, &reasons, &ngone)) == STORE_OK)
