@@ -26,10 +26,19 @@ class BenchError(Exception):
     pass
 
 
+_given = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1 not handed out before by this process (the
+    kernel may give the same one twice before anything binds it)."""
+    port = None
+    while port is None or port in _given:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    _given.add(port)
+    return port
 
 
 def wait_port(port, timeout=10.0, proc=None):

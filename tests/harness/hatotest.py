@@ -192,11 +192,22 @@ _scope_failed = [False]
 # --------------------------------------------------------------------------
 # Small tools.
 
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, and never given
+    before to this process: the kernel may hand the same free port out
+    twice before anything binds it, and a sink listening where intake
+    should have been answers the test's LMTP with 502."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise TestFailure("no fresh free port in 100 tries")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what=None):
