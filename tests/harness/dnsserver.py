@@ -92,13 +92,12 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import os
-import signal
 import socket
 import struct
 import sys
 import threading
-import time
+
+import peerloop
 
 DEFAULT_TTL = 300
 
@@ -623,31 +622,8 @@ def main(argv=None):
         print(f"dnsserver: {e}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    def reload(*_):
-        try:
-            server.set_zone(_load_zone(args.zone))
-            print("dnsserver: zone reloaded", file=sys.stderr, flush=True)
-        except (OSError, ValueError) as e:
-            print(f"dnsserver: reload failed, keeping the old zone: {e}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGHUP, reload)
-
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{server.port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"listening on {server.host}:{server.port}", flush=True)
-
-    deadline = time.monotonic() + args.max_time if args.max_time > 0 else None
-    while not stop.wait(0.2):
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-    server.stop()
-    return 0
+    return peerloop.serve("dnsserver", server, "zone", lambda: server.set_zone(_load_zone(args.zone)),
+                          args.port_file, args.max_time)
 
 
 if __name__ == "__main__":

@@ -180,13 +180,13 @@ import binascii
 import fnmatch
 import ipaddress
 import json
-import os
-import signal
 import ssl
 import sys
 import threading
 import time
 import traceback
+
+import peerloop
 
 LINE_LIMIT = 8192		# a command line
 DATA_LINE_LIMIT = 1 << 20	# one line of message content
@@ -1016,31 +1016,8 @@ def main(argv=None):
         print(f"smtpsink: {e}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    def reload(*_):
-        try:
-            sink.set_script(_load_script(args.script))
-            print("smtpsink: script reloaded", file=sys.stderr, flush=True)
-        except (OSError, ValueError) as e:
-            print(f"smtpsink: reload failed, keeping the old script: {e}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGHUP, reload)
-
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{sink.port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"listening on {sink.host}:{sink.port}", flush=True)
-
-    deadline = time.monotonic() + args.max_time if args.max_time > 0 else None
-    while not stop.wait(0.2):
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-    sink.stop()
-    return 0
+    return peerloop.serve("smtpsink", sink, "script", lambda: sink.set_script(_load_script(args.script)),
+                          args.port_file, args.max_time)
 
 
 if __name__ == "__main__":
