@@ -3,7 +3,10 @@
  *
  *	mime_init	once per process (g_mime_init)
  *	mime_parse	bytes -> struct mime_msg
+ *	mime_parse_lazy	the same, big attachments left in the mail
  *	mime_header	first top-level header of a name
+ *	mime_part_open, mime_reader_read, mime_reader_close
+ *			an attachment's decoded bytes in pieces
  *	mime_msg_free
  *
  * GMime does the MIME structure, the transfer encodings and the address
@@ -24,10 +27,24 @@
  * bytes do not fit, is guessed (charset_guess_to_utf8); bytes nothing
  * reads become U+FFFD rather than losing the whole mail.
  *
- * Failure: -1 with a reason in err for an empty input, one GMime finds no
- * message in, or memory exhaustion; the struct is then empty. GLib's own
- * allocation failures abort, as GLib does.
+ * The mail is never copied: GMime reads the caller's bytes in place, and
+ * the parser keeps each part's body as a substream of them (an offset
+ * and a length). A submission is up to ~20 MB, mostly one base64 CSV;
+ * decoding it into memory as well costs 15 MB more per mail in flight.
+ * mime_parse_lazy therefore leaves an attachment whose encoded body is
+ * longer than a limit where it is: the part keeps a reference on its
+ * GMimeDataWrapper (whose stream holds the mail's stream), and each
+ * mime_part_open decodes it from its own substream with the filter that
+ * g_mime_data_wrapper_write_to_stream uses, a few KB at a time. The mail
+ * must outlive the mime_msg and its readers; nothing is shared between
+ * two mime_msgs, so each thread parses its own.
+ *
+ * Failure: -1 with a reason in err for an empty input, one over 4 GB (a
+ * GByteArray's length is a guint), one GMime finds no message in, or
+ * memory exhaustion; the struct is then empty. GLib's own allocation
+ * failures abort, as GLib does.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,6 +567,8 @@ part_free(struct mime_part *p)
 	free(p->filename);
 	free(p->charset);
 	free(p->data);
+	if (p->lazy != NULL)
+		g_object_unref(p->lazy);
 }
 
 /* Takes p's strings, or frees them when it fails. */
@@ -577,28 +596,56 @@ is_attachment(GMimeObject *obj, const char *filename)
 	    (d != NULL && g_mime_content_disposition_is_attachment(d));
 }
 
+/*
+ * The content of a plain part whose encoded body is longer than lazy_min,
+ * or NULL. Its stream is a substream of the mail (test_mime checks it):
+ * keeping it keeps the offsets, not a copy.
+ */
+static GMimeDataWrapper *
+lazy_content(GMimeObject *obj, size_t lazy_min)
+{
+	GMimeDataWrapper *dw;
+	gint64 n;
+
+	if (!GMIME_IS_PART(obj) ||
+	    (dw = g_mime_part_get_content(GMIME_PART(obj))) == NULL ||
+	    g_mime_data_wrapper_get_stream(dw) == NULL)
+		return NULL;
+	n = g_mime_stream_length(g_mime_data_wrapper_get_stream(dw));
+	if (n < 0 || (uint64_t)n <= lazy_min)
+		return NULL;
+	return dw;
+}
+
 static int
-walk_leaf(GMimeObject *obj, struct mime_msg *m)
+walk_leaf(GMimeObject *obj, size_t lazy_min, struct mime_msg *m)
 {
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
 	const char *filename = NULL, *charset;
 	struct mime_part p = { 0 };
+	GMimeDataWrapper *dw;
 	char *type;
 	int rc;
 
 	if (GMIME_IS_PART(obj))
 		filename = g_mime_part_get_filename(GMIME_PART(obj));
 	charset = g_mime_object_get_content_type_parameter(obj, "charset");
-	if ((p.data = part_bytes(obj, &p.len)) == NULL)
-		return -1;
 	if (m->text == NULL && GMIME_IS_PART(obj) &&
 	    g_mime_content_type_is_type(ct, "text", "plain") &&
 	    !is_attachment(obj, filename)) {
+		if ((p.data = part_bytes(obj, &p.len)) == NULL)
+			return -1;
 		rc = set_text(obj, charset, p.data, p.len, m);
 		free(p.data);
 		return rc;
 	}
-	if (p.len == 0) {
+	/* A lazy part's body is not empty (its encoded length is over
+	 * lazy_min), so it is listed even should it decode to nothing. */
+	if ((dw = lazy_content(obj, lazy_min)) != NULL)
+		p.lazy = g_object_ref(dw);
+	else if ((p.data = part_bytes(obj, &p.len)) == NULL)
+		return -1;
+	else if (p.len == 0) {
 		free(p.data);
 		return 0;
 	}
@@ -613,7 +660,7 @@ walk_leaf(GMimeObject *obj, struct mime_msg *m)
 	    (charset == NULL || p.charset != NULL));
 }
 
-static int walk(GMimeObject *obj, struct mime_msg *m);
+static int walk(GMimeObject *obj, size_t lazy_min, struct mime_msg *m);
 
 static bool
 has_plain(GMimeObject *obj)
@@ -637,18 +684,18 @@ has_plain(GMimeObject *obj)
 /* multipart/alternative: its text/plain version only; HTML and the other
  * renderings of the same text are not attachments. */
 static int
-walk_alternative(GMimeMultipart *mp, struct mime_msg *m)
+walk_alternative(GMimeMultipart *mp, size_t lazy_min, struct mime_msg *m)
 {
 	int i, n = g_mime_multipart_get_count(mp);
 
 	for (i = 0; i < n; i++)
 		if (has_plain(g_mime_multipart_get_part(mp, i)))
-			return walk(g_mime_multipart_get_part(mp, i), m);
+			return walk(g_mime_multipart_get_part(mp, i), lazy_min, m);
 	return 0;
 }
 
 static int
-walk(GMimeObject *obj, struct mime_msg *m)
+walk(GMimeObject *obj, size_t lazy_min, struct mime_msg *m)
 {
 	GMimeMultipart *mp;
 	int i;
@@ -657,14 +704,14 @@ walk(GMimeObject *obj, struct mime_msg *m)
 		mp = GMIME_MULTIPART(obj);
 		if (g_mime_content_type_is_type(g_mime_object_get_content_type(obj),
 		    "multipart", "alternative"))
-			return walk_alternative(mp, m);
+			return walk_alternative(mp, lazy_min, m);
 		for (i = 0; i < g_mime_multipart_get_count(mp); i++)
-			if (walk(g_mime_multipart_get_part(mp, i), m) == -1)
+			if (walk(g_mime_multipart_get_part(mp, i), lazy_min, m) == -1)
 				return -1;
 		return 0;
 	}
 	if (GMIME_IS_PART(obj) || GMIME_IS_MESSAGE_PART(obj))
-		return walk_leaf(obj, m);
+		return walk_leaf(obj, lazy_min, m);
 	return 0;
 }
 
@@ -679,6 +726,35 @@ mime_init(void)
 	}
 }
 
+/* The stream over the mail is gone: only the array's wrapper is ours to
+ * free, never the mail itself. */
+static void
+unwrap_mail(gpointer ba, GObject *stream)
+{
+	(void)stream;
+	g_byte_array_free(ba, FALSE);
+}
+
+/*
+ * The mail is wrapped, not copied: a GByteArray over the caller's bytes,
+ * in a memory stream that does not own it. Every substream the parser
+ * makes of it (one per part body, kept by persist_stream on a seekable
+ * stream) holds a reference on that stream, so the wrapper goes when the
+ * last of them does, whichever of the message, a lazy part or a reader
+ * that is. Nothing here writes to the stream, so the bytes stay as they
+ * are.
+ */
+static GMimeStream *
+mail_stream(const char *data, size_t len)
+{
+	GByteArray *ba = g_byte_array_new_take((guint8 *)data, len);
+	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(ba);
+
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+	g_object_weak_ref(G_OBJECT(stream), unwrap_mail, ba);
+	return stream;
+}
+
 static GMimeMessage *
 parse_message(const char *data, size_t len)
 {
@@ -691,8 +767,10 @@ parse_message(const char *data, size_t len)
 	g_mime_parser_options_set_fallback_charsets(opts, fallback);
 	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
 	g_mime_parser_options_set_parameter_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
-	stream = g_mime_stream_mem_new_with_buffer(data, len);
+	stream = mail_stream(data, len);
 	parser = g_mime_parser_new_with_stream(stream);
+	/* The default; said here because lazy parts depend on it. */
+	g_mime_parser_set_persist_stream(parser, TRUE);
 	msg = g_mime_parser_construct_message(parser, opts);
 	g_object_unref(parser);
 	g_object_unref(stream);
@@ -703,6 +781,13 @@ parse_message(const char *data, size_t len)
 int
 mime_parse(const char *data, size_t len, struct mime_msg *out, char *err, size_t errlen)
 {
+	return mime_parse_lazy(data, len, SIZE_MAX, out, err, errlen);
+}
+
+int
+mime_parse_lazy(const char *data, size_t len, size_t lazy_min,
+    struct mime_msg *out, char *err, size_t errlen)
+{
 	GMimeMessage *msg;
 	GMimeObject *body;
 	const char *s;
@@ -711,6 +796,10 @@ mime_parse(const char *data, size_t len, struct mime_msg *out, char *err, size_t
 	memset(out, 0, sizeof(*out));
 	if (len == 0) {
 		snprintf(err, errlen, "empty message");
+		return -1;
+	}
+	if (len > G_MAXUINT) {
+		snprintf(err, errlen, "message too large: %zu octets", len);
 		return -1;
 	}
 	if ((msg = parse_message(data, len)) == NULL) {
@@ -726,10 +815,11 @@ mime_parse(const char *data, size_t len, struct mime_msg *out, char *err, size_t
 	    (out->message_id = gmime_value(s)) == NULL)
 		goto fail;
 	body = g_mime_message_get_mime_part(msg);
-	if (body != NULL && walk(body, out) == -1)
+	if (body != NULL && walk(body, lazy_min, out) == -1)
 		goto fail;
 	rc = 0;
 fail:
+	/* Lazy parts keep their own references: the rest goes now. */
 	g_object_unref(msg);
 	if (rc == -1) {
 		mime_msg_free(out);
@@ -768,4 +858,90 @@ mime_msg_free(struct mime_msg *m)
 	}
 	free(m->headers);
 	memset(m, 0, sizeof(*m));
+}
+
+struct mime_reader {
+	GMimeStream *s;		/* decoding a part left in the mail, or NULL */
+	const char *p;		/* else what is left of its data */
+	size_t left;
+};
+
+/*
+ * What g_mime_data_wrapper_write_to_stream does, as a stream to read
+ * from. It reads on its own substream of the content: the wrapper's
+ * stream has one position, which two readers would move under each
+ * other (and write_to_stream resets).
+ */
+static GMimeStream *
+lazy_stream(GMimeDataWrapper *dw)
+{
+	GMimeStream *content = g_mime_data_wrapper_get_stream(dw);
+	GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(dw);
+	GMimeStream *sub, *fs;
+	GMimeFilter *f;
+
+	sub = g_mime_stream_substream(content, content->bound_start,
+	    content->bound_end);
+	if (enc != GMIME_CONTENT_ENCODING_BASE64 &&
+	    enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE &&
+	    enc != GMIME_CONTENT_ENCODING_UUENCODE)
+		return sub;
+	fs = g_mime_stream_filter_new(sub);
+	g_object_unref(sub);
+	f = g_mime_filter_basic_new(enc, FALSE);
+	g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+	g_object_unref(f);
+	return fs;
+}
+
+struct mime_reader *
+mime_part_open(const struct mime_part *p)
+{
+	struct mime_reader *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	if (p->lazy != NULL)
+		r->s = lazy_stream(p->lazy);
+	else {
+		r->p = p->data;
+		r->left = p->len;
+	}
+	return r;
+}
+
+ssize_t
+mime_reader_read(struct mime_reader *r, char *buf, size_t n)
+{
+	ssize_t got;
+
+	if (n > SSIZE_MAX)
+		n = SSIZE_MAX;
+	if (r->s == NULL) {
+		if (n > r->left)
+			n = r->left;
+		if (n > 0)
+			memcpy(buf, r->p, n);
+		r->p += n;
+		r->left -= n;
+		return (ssize_t)n;
+	}
+	if (n == 0)
+		return 0;
+	/* A filter stream returns 0 before its end when a block of input
+	 * decodes to nothing (a run of line breaks or junk in base64). */
+	do
+		got = g_mime_stream_read(r->s, buf, n);
+	while (got == 0 && !g_mime_stream_eos(r->s));
+	return got < 0 ? -1 : got;
+}
+
+void
+mime_reader_close(struct mime_reader *r)
+{
+	if (r == NULL)
+		return;
+	if (r->s != NULL)
+		g_object_unref(r->s);
+	free(r);
 }
