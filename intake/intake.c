@@ -56,6 +56,8 @@
 #include "sql/store.h"
 
 #define MAX_WORKERS 64
+/* Attachments longer than this (encoded) stay in the mail until read. */
+#define LIST_LAZY_MIN 65536
 
 struct intake {
 	struct event_base *base;
@@ -133,110 +135,157 @@ intake_parse_send_at(const char *s, double *when, const char **why)
 }
 
 /*
- * The rows of the accepted addresses, each with its destination by the
- * route table (the gateway re-routes on reload). Addresses point into the
- * submission; a destination is looked up once per run of the same domain
- * and kept once in an arena: a list of a million recipients costs tens of
- * octets each, not the size of an address buffer.
+ * The accepted recipients are read from the submission as they are
+ * needed, a chunk at a time, never copied whole: a list of a million
+ * costs its packed entries and a bit each for the suppressed ones.
  */
-static struct store_rcpt_new *
-accepted_rows(const struct hato_config *cf, const struct submission *sub, char **bufs, size_t *n)
-{
-	size_t cap = sub->naccepted ? sub->naccepted : 1;
-	struct store_rcpt_new *rows = calloc(cap, sizeof(*rows));
-	uint32_t *dest_off = malloc(cap * sizeof(*dest_off));
-	struct strbuf arena = { 0 };
-	char dest[128] = "";
-	const char *last_domain = NULL;
-	uint32_t last_dest = 0;
 
-	if (!rows || !dest_off)
-		fatalx("intake: out of memory");
-	*n = 0;
-	for (size_t i = 0; i < sub->nrcpt; i++) {
-		const struct sub_rcpt *r = &sub->rcpts[i];
-		const struct route *rt;
+/* The destination of a domain by the route table, looked up once per run
+ * of the same domain. */
+struct dest_cache {
+	const struct hato_config *cf;
+	const char *domain;
+	char dest[128];
+};
+
+static const char *
+dest_of(struct dest_cache *c, const char *domain)
+{
+	const struct route *rt;
+
+	if (c->domain == NULL || strcmp(c->domain, domain) != 0) {
+		c->dest[0] = '\0';
+		if ((rt = routes_match(c->cf->routes, domain)))
+			routes_dest_key(rt, domain, c->dest, sizeof(c->dest));
+		c->domain = domain;
+	}
+	return c->dest;
+}
+
+/* The walk over the accepted recipients that are not suppressed. */
+struct kept_walk {
+	struct sub_iter it;
+	const uint8_t *gone;	/* bit per accepted recipient: suppressed */
+	size_t nth;		/* accepted recipients seen */
+};
+
+static void
+kept_first(struct kept_walk *w, const struct submission *sub, const uint8_t *gone)
+{
+	sub_first(&w->it, sub);
+	w->gone = gone;
+	w->nth = 0;
+}
+
+static bool
+kept_next(struct kept_walk *w, struct sub_rcpt *r)
+{
+	while (sub_next(&w->it, r)) {
 		if (r->verdict != RCPT_ACCEPTED)
 			continue;
-		if (!last_domain || strcmp(last_domain, r->domain) != 0) {
-			dest[0] = '\0';
-			if ((rt = routes_match(cf->routes, r->domain)))
-				routes_dest_key(rt, r->domain, dest, sizeof(dest));
-			last_domain = r->domain;
-			last_dest = (uint32_t)arena.len;
-			strbuf_add(&arena, dest, strlen(dest) + 1);
-		}
-		dest_off[*n] = last_dest;
-		rows[*n].address = r->addr;
-		rows[*n].domain = r->domain;
-		(*n)++;
+		w->nth++;
+		if (w->gone == NULL || !(w->gone[(w->nth - 1) / 8] & (1u << ((w->nth - 1) % 8))))
+			return true;
 	}
-	if (!(*bufs = strbuf_take(&arena)))
-		fatalx("intake: out of memory");
-	/* The arena moved while it grew: point into it only now. */
-	for (size_t i = 0; i < *n; i++)
-		rows[i].dest = *bufs + dest_off[i];
-	free(dest_off);
-	return rows;
+	return false;
 }
 
 /*
- * Take the suppressed addresses out of rows (keeping the order of the
- * rest): one lookup per chunk of addresses, through buffers of a chunk's
- * size, not the list's. Their addresses go to *gone and their reasons to
- * *reasons (grown as needed; the caller frees both), *ngone of them.
- * Returns a STORE_ code.
+ * The suppressed addresses among the accepted: one lookup per chunk of
+ * addresses. Their bits are set in *bits (one per accepted recipient),
+ * their addresses go to *gone and their reasons to *reasons (grown as
+ * needed), *ngone of them; the caller frees all three. Returns a STORE_
+ * code.
  */
 #define SUPP_LOOKUP 1024
 static int
-drop_suppressed(struct store *st, struct store_rcpt_new *rows, size_t *n,
+find_suppressed(struct store *st, const struct submission *sub, uint8_t **bits,
     const char ***gone, char (**reasons)[17], size_t *ngone)
 {
 	const char *addrs[SUPP_LOOKUP];
 	char (*why)[17] = malloc(SUPP_LOOKUP * sizeof(*why));
-	size_t kept = 0, cap = 0;
+	struct kept_walk w;
+	struct sub_rcpt r;
+	size_t k = 0, base = 0, cap = 0;
+	bool more = true;
 	int rc = STORE_OK;
 
-	if (!why)
+	if (!why || !(*bits = calloc(sub->naccepted / 8 + 1, 1)))
 		fatalx("intake: out of memory");
 	*ngone = 0;
-	for (size_t i = 0; i < *n && rc == STORE_OK; i += SUPP_LOOKUP) {
-		size_t k = *n - i < SUPP_LOOKUP ? *n - i : SUPP_LOOKUP;
-		for (size_t j = 0; j < k; j++)
-			addrs[j] = rows[i + j].address;
-		if ((rc = store_suppressed(st, addrs, k, why)) != STORE_OK)
+	kept_first(&w, sub, NULL);
+	while (more && rc == STORE_OK) {
+		if ((more = kept_next(&w, &r)))
+			addrs[k++] = r.addr;
+		if (k < SUPP_LOOKUP && more)
+			continue;
+		if (k > 0 && (rc = store_suppressed(st, addrs, k, why)) != STORE_OK)
 			break;
 		for (size_t j = 0; j < k; j++) {
-			if (!why[j][0]) {
-				rows[kept++] = rows[i + j];
+			if (!why[j][0])
 				continue;
-			}
+			(*bits)[(base + j) / 8] |= (uint8_t)(1u << ((base + j) % 8));
 			if (*ngone == cap) {
 				cap = cap ? cap * 2 : 16;
 				if (!(*gone = realloc(*gone, cap * sizeof(**gone))) ||
 				    !(*reasons = realloc(*reasons, cap * sizeof(**reasons))))
 					fatalx("intake: out of memory");
 			}
-			(*gone)[*ngone] = rows[i + j].address;
+			(*gone)[*ngone] = addrs[j];
 			memcpy((*reasons)[*ngone], why[j], sizeof(why[j]));
 			(*ngone)++;
 		}
+		base += k;
+		k = 0;
 	}
-	if (rc == STORE_OK)
-		*n = kept;
 	free(why);
 	return rc;
+}
+
+/* The rows of the job for store_job_create: the kept recipients up to the
+ * quota, each with its destination and, for a spread job, its time. */
+#define ROW_DESTS 1024
+struct row_src {
+	struct kept_walk w;
+	struct dest_cache dc;
+	size_t keep, given;
+	double start, spacing;
+	char (*dests)[128];	/* the chunk's distinct runs of destinations */
+};
+
+static size_t
+row_next(void *arg, struct store_rcpt_new *rows, size_t max)
+{
+	struct row_src *src = arg;
+	struct sub_rcpt r;
+	size_t n = 0, nd = 0;
+	const char *d;
+
+	if (max > ROW_DESTS)
+		max = ROW_DESTS;
+	while (n < max && src->given < src->keep && kept_next(&src->w, &r)) {
+		d = dest_of(&src->dc, r.domain);
+		if (nd == 0 || strcmp(src->dests[nd - 1], d) != 0)
+			memcpy(src->dests[nd++], d, sizeof(src->dests[0]));
+		rows[n] = (struct store_rcpt_new){
+			.address = r.addr, .domain = r.domain, .dest = src->dests[nd - 1],
+			.at = src->spacing > 0 ? src->start + src->spacing * (double)src->given : 0,
+		};
+		n++;
+		src->given++;
+	}
+	return n;
 }
 
 /* Approval and rehearsal, set on the job before it is stored. -1: no
  * randomness for a confirmation code. */
 static int
 job_extras(const struct hato_config *cf, const struct submitter_conf *who,
-    const struct store_rcpt_new *rows, size_t n, struct store_job_new *j, struct rehearsal *rh,
+    const char *const *routes, size_t nroutes, struct store_job_new *j, struct rehearsal *rh,
     char *code)
 {
 	if (j->dry_run) {
-		rehearsal_plan(cf, who, rows, n, j->send_at, rh);
+		rehearsal_plan(cf, who, routes, nroutes, j->send_at, rh);
 		j->rehearse = rh->copies;
 		j->nrehearse = rh->n;
 	}
@@ -290,18 +339,6 @@ refuse(struct store *st, const struct hato_config *cf, struct answer *a, const c
 	snprintf(reply, replylen, "250 2.0.0 not accepted, error receipt sent: %s", why);
 }
 
-static const char *
-dest_for(const struct hato_config *cf, const char *addr, char *buf, size_t size)
-{
-	const char *at = strrchr(addr, '@');
-	const struct route *rt;
-
-	buf[0] = '\0';
-	if (at && (rt = routes_match(cf->routes, at + 1)))
-		routes_dest_key(rt, at + 1, buf, size);
-	return buf;
-}
-
 /* The start of today in the process's zone ([intake] timezone). */
 static double
 day_start(void)
@@ -319,37 +356,73 @@ day_start(void)
 static void
 add_unaccepted(struct answer *a, const struct submission *sub)
 {
-	for (size_t i = 0; i < sub->nrcpt; i++) {
-		const struct sub_rcpt *r = &sub->rcpts[i];
-		if (r->verdict == RCPT_INVALID)
-			answer_add(a, "", RO_INVALID, r->raw, r->reason, r->source, r->line);
-		else if (r->verdict == RCPT_DUPLICATE)
-			answer_add(a, "", RO_DUPLICATE, r->raw, "given before", r->source, r->line);
+	struct sub_iter it;
+	struct sub_rcpt r;
+
+	for (sub_first(&it, sub); sub_next(&it, &r);) {
+		if (r.verdict == RCPT_INVALID)
+			answer_add(a, "", RO_INVALID, r.raw, r.reason, r.source, r.line);
+		else if (r.verdict == RCPT_DUPLICATE)
+			answer_add(a, "", RO_DUPLICATE, r.raw, "given before", r.source, r.line);
 	}
 }
 
+/* The distinct routes of a dry run's recipients, in order of first
+ * appearance: a list has few (a handful of carriers and MX domains). */
+struct routes_seen {
+	char (*dest)[128];
+	const char **v;
+	size_t n, cap;
+};
+
+static void
+route_seen(struct routes_seen *rs, const char *dest)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (strcmp(rs->dest[i], dest) == 0)
+			return;
+	if (rs->n == rs->cap) {
+		rs->cap = rs->cap ? rs->cap * 2 : 8;
+		if (!(rs->dest = realloc(rs->dest, rs->cap * sizeof(*rs->dest))) ||
+		    !(rs->v = realloc(rs->v, rs->cap * sizeof(*rs->v))))
+			fatalx("intake: out of memory");
+	}
+	snprintf(rs->dest[rs->n++], sizeof(rs->dest[0]), "%s", dest);
+	for (size_t i = 0; i < rs->n; i++)
+		rs->v[i] = rs->dest[i];
+}
+
 /*
- * Every recipient's outcome for the receipt, and the quotas: of the rows
- * left after suppression, those past the job's limit (max_recipients) or
- * the day's (max_per_day, counted from the jobs of the day) are "over
- * quota" and leave the rows. Two submissions of one submitter at the same
- * moment may each see the day's count before the other's commit: the day's
- * limit can be passed by one job's worth then, never more.
+ * Every recipient's outcome for the receipt, and the quotas: of the
+ * recipients left after suppression (*n), those past the job's limit
+ * (max_recipients) or the day's (max_per_day, counted from the jobs of
+ * the day) are "over quota"; *n becomes how many are kept. Two
+ * submissions of one submitter at the same moment may each see the day's
+ * count before the other's commit: the day's limit can be passed by one
+ * job's worth then, never more. For a dry run, the routes of the kept
+ * ones go to *rs.
  */
 static int
 count_outcomes(struct store *st, const struct hato_config *cf, const struct submitter_conf *who,
-    const struct submission *sub, struct store_rcpt_new *rows, size_t *n,
-    const char **gone, char (*reasons)[17], size_t ngone, struct answer *a)
+    const struct submission *sub, const uint8_t *gone_bits, size_t *n,
+    const char **gone, char (*reasons)[17], size_t ngone, struct answer *a, struct routes_seen *rs)
 {
-	size_t keep = *n, left;
-	const char *why = NULL;
+	struct dest_cache dc = { .cf = cf };
+	struct kept_walk w;
+	struct sub_rcpt r;
+	size_t keep = *n, left, i = 0;
+	const char *why = NULL, *at;
 	char dest[128];
 	uint64_t used;
 	int rc;
 
 	add_unaccepted(a, sub);
-	for (size_t i = 0; i < ngone; i++)
-		answer_add(a, dest_for(cf, gone[i], dest, sizeof(dest)), RO_SUPPRESSED, gone[i], reasons[i], NULL, 0);
+	for (size_t k = 0; k < ngone; k++) {
+		struct dest_cache one = { .cf = cf };
+		at = strrchr(gone[k], '@');
+		snprintf(dest, sizeof(dest), "%s", at ? dest_of(&one, at + 1) : "");
+		answer_add(a, dest, RO_SUPPRESSED, gone[k], reasons[k], NULL, 0);
+	}
 	if (who->max_recipients && keep > who->max_recipients) {
 		keep = who->max_recipients;
 		why = "past the limit of one job (max_recipients)";
@@ -363,9 +436,12 @@ count_outcomes(struct store *st, const struct hato_config *cf, const struct subm
 			why = "past the limit of the day (max_per_day)";
 		}
 	}
-	for (size_t i = 0; i < *n; i++)
-		answer_add(a, rows[i].dest, i < keep ? RO_ACCEPTED : RO_OVER_QUOTA, rows[i].address,
-		    i < keep ? NULL : why, NULL, 0);
+	for (kept_first(&w, sub, gone_bits); kept_next(&w, &r); i++) {
+		const char *d = dest_of(&dc, r.domain);
+		answer_add(a, d, i < keep ? RO_ACCEPTED : RO_OVER_QUOTA, r.addr, i < keep ? NULL : why, NULL, 0);
+		if (rs != NULL && i < keep)
+			route_seen(rs, d);
+	}
 	if (keep < *n)
 		log_info("intake submitter=%s over_quota=%zu reason=\"%s\"", who->name, *n - keep, why);
 	*n = keep;
@@ -405,14 +481,17 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 		.source_msgid = m->message_id, .dry_run = sub->dry_run,
 	};
 	const char **gone = NULL;
-	struct store_rcpt_new *rows;
-	char *bufs, (*reasons)[17] = NULL;
-	size_t n, ngone = 0, rejected = sub->nrcpt - sub->naccepted;
+	char (*reasons)[17] = NULL;
+	uint8_t *gone_bits = NULL;
+	size_t n = 0, ngone = 0, rejected = sub->nrcpt - sub->naccepted;
 	uint64_t job_id = 0;
 	int rc;
 
 	struct schedule plan;
 	struct rehearsal rh = { 0 };
+	struct routes_seen rs = { 0 };
+	struct row_src src = { .dc = { .cf = cf } };
+	struct store_rcpt_src from = { row_next, &src };
 	char err[300], code[APPROVAL_CODE_LEN + 1];
 
 	if (m->message_id && *m->message_id) {
@@ -444,28 +523,40 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	 * held or paused rows keep their offsets from send_at. */
 	if (sub->send_at || plan.spacing > 0)
 		j.send_at = plan.start;
-	rows = accepted_rows(cf, sub, &bufs, &n);
-	if ((rc = drop_suppressed(st, rows, &n, &gone, &reasons, &ngone)) == STORE_OK)
-		rc = count_outcomes(st, cf, who, sub, rows, &n, gone, reasons, ngone, a);
+	if ((rc = find_suppressed(st, sub, &gone_bits, &gone, &reasons, &ngone)) == STORE_OK) {
+		n = sub->naccepted - ngone;
+		rc = count_outcomes(st, cf, who, sub, gone_bits, &n, gone, reasons, ngone, a,
+		    sub->dry_run ? &rs : NULL);
+	}
 	if (rc == STORE_OK && n > 0) {
 		/* Spread evenly over what is left to send. */
 		if (plan.spacing > 0 && sub->send_by && n > 1)
 			plan.spacing = plan.spacing * (double)sub->naccepted / (double)n;
-		for (size_t i = 0; plan.spacing > 0 && i < n; i++)
-			rows[i].at = plan.start + plan.spacing * (double)i;
 		a->send_at = j.send_at;
 		a->dry_run = j.dry_run;
 		if (cf->receipts)
 			answer_attach(a, st, &j);
-		if (job_extras(cf, who, rows, n, &j, &rh, code) < 0) {
+		if (!(src.dests = malloc(ROW_DESTS * sizeof(*src.dests))))
+			fatalx("intake: out of memory");
+		if (job_extras(cf, who, rs.v, rs.n, &j, &rh, code) < 0) {
 			snprintf(err, sizeof(err), "no randomness for a confirmation code");
 			rc = STORE_RETRY;
 		} else {
 			/* A deadlock with the gateway's claims rolls the whole job
-			 * back: it is stored again at once rather than answered 451. */
-			for (int tries = 1; (rc = store_job_create(st, &j, rows, n, &job_id)) == STORE_RETRY &&
-			    store_conflict(st) && tries < CONFLICT_TRIES; tries++)
+			 * back: it is stored again at once rather than answered
+			 * 451, the rows read from the start again. */
+			for (int tries = 1;; tries++) {
+				kept_first(&src.w, sub, gone_bits);
+				src.dc.domain = NULL;
+				src.keep = n;
+				src.given = 0;
+				src.start = plan.start;
+				src.spacing = plan.spacing;
+				rc = store_job_create(st, &j, n, &from, &job_id);
+				if (rc != STORE_RETRY || !store_conflict(st) || tries >= CONFLICT_TRIES)
+					break;
 				log_info("intake submitter=%s status=retry reason=\"%s\"", who->name, store_error(st));
+			}
 		}
 	}
 	if (rc != STORE_OK) {
@@ -495,8 +586,10 @@ store_submission(struct store *st, const struct hato_config *cf, const struct su
 	}
 	free(gone);
 	free(reasons);
-	free(rows);
-	free(bufs);
+	free(gone_bits);
+	free(src.dests);
+	free(rs.dest);
+	free(rs.v);
 	rehearsal_free(&rh);
 }
 
@@ -532,7 +625,9 @@ intake_process(struct store *st, const struct hato_config *cf, const char *env_f
 	char err[400], q[400], code[APPROVAL_CODE_LEN + 1], tok[256];
 
 	memset(&sub, 0, sizeof(sub));
-	if (mime_parse(data, len, &m, err, sizeof(err)) < 0) {
+	/* A list attachment is read from the mail as it is parsed, a chunk at
+	 * a time: never decoded whole. */
+	if (mime_parse_lazy(data, len, LIST_LAZY_MIN, &m, err, sizeof(err)) < 0) {
 		snprintf(reply, replylen, "550 5.6.0 cannot read the mail: %s", err);
 		return;
 	}

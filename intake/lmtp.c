@@ -51,8 +51,11 @@ struct lmtp_session {
 	int gone;		/* the client left while the owner was busy */
 	int at_line_start;
 	struct lmtp_txn *txn;
-	struct evbuffer *data;
-	size_t data_len;
+	/* The message as it comes in, flat: handed over as it is, never
+	 * copied (a realloc of a large block moves pages, not bytes). */
+	char *data;
+	size_t stored, cap;
+	size_t data_len;	/* counted against max_size, with line ends */
 };
 
 struct lmtp_server {
@@ -103,8 +106,7 @@ session_free(struct lmtp_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	txn_free(s->txn);
-	if (s->data)
-		evbuffer_free(s->data);
+	free(s->data);
 	bufferevent_free(s->bev);
 	free(s);
 }
@@ -150,8 +152,9 @@ txn_reset(struct lmtp_session *s)
 {
 	txn_free(s->txn);
 	s->txn = NULL;
-	if (s->data)
-		evbuffer_drain(s->data, evbuffer_get_length(s->data));
+	free(s->data);
+	s->data = NULL;
+	s->stored = s->cap = 0;
 	s->data_len = 0;
 }
 
@@ -264,8 +267,6 @@ cmd_data(struct lmtp_session *s)
 		reply(s, "503 5.5.1 no valid recipients");
 		return;
 	}
-	if (!s->data && !(s->data = evbuffer_new()))
-		fatalx("lmtp: out of memory");
 	s->state = ST_DATA;
 	s->at_line_start = 1;
 	s->data_len = 0;
@@ -303,22 +304,35 @@ handle_command(struct lmtp_session *s, char *line)
 		reply(s, "500 5.5.1 command not recognised");
 }
 
+/* Room for n more octets of the message. */
+static void
+data_room(struct lmtp_session *s, size_t n)
+{
+	size_t cap = s->cap ? s->cap : 65536;
+	char *p;
+
+	if (s->cap - s->stored >= n)
+		return;
+	while (cap - s->stored < n)
+		cap *= 2;
+	if (!(p = realloc(s->data, cap)))
+		fatalx("lmtp: out of memory");
+	s->data = p;
+	s->cap = cap;
+}
+
 /* The whole message is in: hand it over. */
 static void
 data_done(struct lmtp_session *s)
 {
 	struct lmtp_txn *t = s->txn;
 
-	t->len = evbuffer_get_length(s->data);
-	if (!(t->data = malloc(t->len + 1)))
-		fatalx("lmtp: out of memory");
-	/* A megabyte at a time, so that the buffer's chunks are freed as
-	 * they are copied: a 50 MB message never stands twice in memory. */
-	for (size_t off = 0, k; off < t->len; off += k) {
-		k = t->len - off < 1048576 ? t->len - off : 1048576;
-		evbuffer_remove(s->data, t->data + off, k);
-	}
+	data_room(s, 1);
+	t->data = s->data;
+	t->len = s->stored;
 	t->data[t->len] = '\0';
+	s->data = NULL;
+	s->stored = s->cap = 0;
 	s->txn = NULL;
 	s->state = ST_BUSY;
 	s->srv->busy++;
@@ -336,11 +350,16 @@ data_append(struct lmtp_session *s, struct evbuffer *in, size_t n, int line_end)
 	if (s->data_len + add > s->srv->max_size) {
 		s->txn->too_big = 1;
 		evbuffer_drain(in, n);
-	} else
-		evbuffer_remove_buffer(in, s->data, n);
+	} else {
+		data_room(s, add);
+		evbuffer_remove(in, s->data + s->stored, n);
+		s->stored += n;
+		if (line_end) {
+			memcpy(s->data + s->stored, "\r\n", 2);
+			s->stored += 2;
+		}
+	}
 	s->data_len += add;
-	if (line_end && !s->txn->too_big)
-		evbuffer_add(s->data, "\r\n", 2);
 }
 
 /* Consume DATA lines; returns 1 when the end marker was seen. */

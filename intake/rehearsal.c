@@ -1,7 +1,6 @@
 /*
- * rehearsal: the copies of a dry run (see rehearsal.h). A list has few
- * distinct routes (a handful of carriers and MX domains), so they are
- * collected by a linear search; each copy's strings live in one arena.
+ * rehearsal: the copies of a dry run (see rehearsal.h); each copy's
+ * strings live in one arena.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,26 +11,6 @@
 #include "intake/rehearsal.h"
 #include "routes/routes.h"
 #include "sql/store.h"
-
-/* The distinct dest values of rows, in order of first appearance. */
-static const char **
-distinct_routes(const struct store_rcpt_new *rows, size_t n, size_t *nroutes)
-{
-	const char **r = calloc(n ? n : 1, sizeof(*r));
-	size_t k;
-
-	if (!r)
-		fatalx("rehearsal: out of memory");
-	*nroutes = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *d = rows[i].dest ? rows[i].dest : "";
-		for (k = 0; k < *nroutes && strcmp(r[k], d) != 0; k++)
-			;
-		if (k == *nroutes)
-			r[(*nroutes)++] = d;
-	}
-	return r;
-}
 
 /* Offsets into the arena, turned into pointers once it stops moving. */
 struct copy_off {
@@ -66,13 +45,13 @@ copy_offsets(const struct hato_config *cf, const char *addr, const char *render,
 
 void
 rehearsal_plan(const struct hato_config *cf, const struct submitter_conf *who,
-    const struct store_rcpt_new *rows, size_t n, double at, struct rehearsal *out)
+    const char *const *routes, size_t nroutes, double at, struct rehearsal *out)
 {
-	const char **routes = distinct_routes(rows, n, &out->routes);
-	size_t total = out->routes * who->nrehearsal, k = 0;
+	size_t total = nroutes * who->nrehearsal, k = 0;
 	struct copy_off *off = calloc(total ? total : 1, sizeof(*off));
 	struct strbuf arena = { 0 };
 
+	out->routes = nroutes;
 	out->n = total;
 	if (!off || !(out->copies = calloc(total ? total : 1, sizeof(*out->copies))))
 		fatalx("rehearsal: out of memory");
@@ -89,7 +68,6 @@ rehearsal_plan(const struct hato_config *cf, const struct submitter_conf *who,
 		out->copies[i].at = at;
 	}
 	free(off);
-	free(routes);
 }
 
 void

@@ -20,10 +20,11 @@ struct rehearsal {
 	char *strings;		/* what the copies point into */
 };
 
-/* The copies for rows[0..n), due at `at` (Unix time; 0: the job's
- * send_at). The submitter must have rehearsal addresses. */
+/* The copies for the distinct routes (dest keys) of the accepted
+ * recipients, due at `at` (Unix time; 0: the job's send_at). The
+ * submitter must have rehearsal addresses. */
 void rehearsal_plan(const struct hato_config *cf, const struct submitter_conf *who,
-    const struct store_rcpt_new *rows, size_t n, double at, struct rehearsal *out);
+    const char *const *routes, size_t nroutes, double at, struct rehearsal *out);
 void rehearsal_free(struct rehearsal *r);
 
 #endif

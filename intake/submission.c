@@ -23,6 +23,12 @@
  * the canonical address (local part as written, domain lower-cased), so a
  * list of 100,000 lines costs linear time.
  *
+ * Memory: a list attachment is read from the mail a chunk at a time
+ * (mime_part_open), never decoded or converted whole; the recipients are
+ * kept packed (about the length of their addresses, see "struct
+ * sub_block"), and the duplicate set costs 4 octets a slot. A list of
+ * 652,173 addresses in a 20.5 MB mail takes 21 MB beside the mail.
+ *
  * Pure: no I/O. Failure: -1 and a sentence for the submitter in err, with
  * the line it concerns ("control block line 3: unknown key 'Bcc'"); out is
  * then empty. The struct owns all its strings, so the mime_msg may be
@@ -33,13 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 #include "intake/submission.h"
 #include "mail/charset.h"
 
 #define QUOTE_MAX	40	/* bytes of the submitter's text quoted in an error */
 
-static const char src_to[] = "To";
+static char src_to[] = "To";
 
 enum cb_key {
 	K_TOKEN,
@@ -64,17 +71,33 @@ static const char *const cb_names[] = {
 	[K_FROM] = "From",
 };
 
-/* Duplicate detection: open addressing on indexes into s->rcpts, plus one. */
+/*
+ * Duplicate detection: open addressing on where an accepted address is
+ * kept (pos_of), so that a set of a million costs 4 octets a slot.
+ */
 struct rset {
 	uint32_t *slot;
 	size_t cap;	/* a power of two, or 0 */
 	size_t used;
 };
 
-/* Strings that live as long as the submission, allocated in blocks. */
-#define SUB_BLOCK 65536
+/*
+ * The recipients, packed in blocks. An entry is a flag octet; with
+ * E_SOURCE a source index (2 octets, little-endian) and the line, else the
+ * line's difference from the entry before (unsigned LEB128); an invalid
+ * one's reason (a pointer to static text) and its text as written; any
+ * other's canonical address, then with E_RAW its text as written.
+ */
+#define SUB_BLOCK	(1u << 18)	/* an offset in a block fits in 18 bits */
+#define SUB_BLOCKS_MAX	(1u << 14)	/* so a position fits in 32 */
+#define E_VERDICT	0x03
+#define E_QUOTE		0x04
+#define E_RAW		0x08
+#define E_SOURCE	0x10
+#define SOURCES_MAX	65535
+#define CHUNK_DEFAULT	65536
+
 struct sub_block {
-	struct sub_block *next;
 	size_t used, cap;
 	char data[];
 };
@@ -82,7 +105,9 @@ struct sub_block {
 struct parse {
 	struct submission *s;
 	struct rset set;
-	size_t rcap;
+	size_t chunk;		/* octets of an attachment read at a time */
+	size_t last_source;	/* of the entry written last */
+	unsigned last_line;
 	char *err;
 	size_t errlen;
 };
@@ -158,36 +183,8 @@ dup_n(const char *s, size_t len)
 	return p;
 }
 
-static char *
-sub_strdup(struct submission *s, const char *str, size_t len)
-{
-	struct sub_block *b = s->blocks, *nb;
-	char *d;
-
-	if (b == NULL || b->cap - b->used < len + 1) {
-		size_t cap = len + 1 > SUB_BLOCK / 4 ? len + 1 : SUB_BLOCK;
-		if ((nb = malloc(sizeof(*nb) + cap)) == NULL)
-			return NULL;
-		nb->used = 0;
-		nb->cap = cap;
-		/* A long string gets a block of its own behind the current one. */
-		if (b != NULL && cap != SUB_BLOCK) {
-			nb->next = b->next;
-			b->next = nb;
-		} else {
-			nb->next = b;
-			s->blocks = nb;
-		}
-		b = nb;
-	}
-	d = b->data + b->used;
-	memcpy(d, str, len);
-	d[len] = '\0';
-	b->used += len + 1;
-	return d;
-}
-
-/* FNV-1a over the canonical form "local@domain". */
+/* FNV-1a over the canonical form "local@domain", mixed (murmur3's
+ * finalizer) so that the low bits serve as an index. */
 static uint64_t
 addr_hash(const char *canon)
 {
@@ -195,11 +192,20 @@ addr_hash(const char *canon)
 
 	for (const unsigned char *p = (const unsigned char *)canon; *p != '\0'; p++)
 		h = (h ^ *p) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
 	return h;
 }
 
+static const char *
+addr_at(const struct submission *s, uint32_t pos)
+{
+	return s->blocks[pos >> 18]->data + (pos & (SUB_BLOCK - 1));
+}
+
 static int
-rset_grow(struct rset *set, const struct sub_rcpt *r)
+rset_grow(struct rset *set, const struct submission *s)
 {
 	size_t cap = set->cap ? set->cap * 2 : 1024, i, j;
 	uint32_t *slot = calloc(cap, sizeof(*slot));
@@ -209,7 +215,7 @@ rset_grow(struct rset *set, const struct sub_rcpt *r)
 	for (i = 0; i < set->cap; i++) {
 		if (set->slot[i] == 0)
 			continue;
-		j = addr_hash(r[set->slot[i] - 1].addr) & (cap - 1);
+		j = addr_hash(addr_at(s, set->slot[i])) & (cap - 1);
 		while (slot[j] != 0)
 			j = (j + 1) & (cap - 1);
 		slot[j] = set->slot[i];
@@ -220,21 +226,20 @@ rset_grow(struct rset *set, const struct sub_rcpt *r)
 	return 0;
 }
 
-/* Adds r[idx] unless its address is there already: 1 duplicate, 0 added. */
-static int
-rset_add(struct rset *set, const struct sub_rcpt *r, size_t idx)
+/* The slot for canon: empty (it is new) or holding it (a duplicate).
+ * -1 when the set cannot grow. Filled to three quarters at most. */
+static ssize_t
+rset_find(struct rset *set, const struct submission *s, const char *canon)
 {
 	size_t j;
 
-	if ((set->used + 1) * 2 > set->cap && rset_grow(set, r) == -1)
+	if ((set->used + 1) * 4 > set->cap * 3 && rset_grow(set, s) == -1)
 		return -1;
-	j = addr_hash(r[idx].addr) & (set->cap - 1);
+	j = addr_hash(canon) & (set->cap - 1);
 	for (; set->slot[j] != 0; j = (j + 1) & (set->cap - 1))
-		if (strcmp(r[set->slot[j] - 1].addr, r[idx].addr) == 0)
-			return 1;
-	set->slot[j] = (uint32_t)(idx + 1);
-	set->used++;
-	return 0;
+		if (strcmp(addr_at(s, set->slot[j]), canon) == 0)
+			break;
+	return (ssize_t)j;
 }
 
 static int
@@ -244,59 +249,133 @@ oom(struct parse *p)
 	return -1;
 }
 
-static int
-rcpt_add(struct parse *p, const char *raw, size_t len, const char *source, size_t line)
+/* Room for len octets at the end of the blocks; the block is the last. */
+static char *
+list_room(struct parse *p, size_t len)
 {
 	struct submission *s = p->s;
-	struct sub_rcpt *r;
+	struct sub_block *b = s->nblocks ? s->blocks[s->nblocks - 1] : NULL, **nb;
+	size_t cap;
+
+	if (b != NULL && b->cap - b->used >= len)
+		return b->data + b->used;
+	if (s->nblocks + 1 >= SUB_BLOCKS_MAX) {
+		snprintf(p->err, p->errlen, "the recipient list is too long");
+		return NULL;
+	}
+	if (s->nblocks == s->capblocks) {
+		cap = s->capblocks ? s->capblocks * 2 : 16;
+		if ((nb = realloc(s->blocks, cap * sizeof(*nb))) == NULL)
+			return oom(p), NULL;
+		s->blocks = nb;
+		s->capblocks = cap;
+	}
+	/* A long entry (a line of a megabyte) gets a block of its own; it
+	 * starts the block, so its address is still within 18 bits. */
+	cap = len > SUB_BLOCK ? len : SUB_BLOCK;
+	if ((b = malloc(sizeof(*b) + cap)) == NULL)
+		return oom(p), NULL;
+	b->used = 0;
+	b->cap = cap;
+	s->blocks[s->nblocks++] = b;
+	return b->data;
+}
+
+static size_t
+put_uleb(char *d, unsigned v)
+{
+	size_t n = 0;
+
+	do {
+		d[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v != 0);
+	return n;
+}
+
+/* Appends one entry; *addr_pos is where its address went (0: none). */
+static int
+entry_put(struct parse *p, unsigned flags, size_t source, unsigned line, const char *reason,
+    const char *addr, size_t alen, const char *raw, size_t rlen, uint32_t *addr_pos)
+{
+	struct submission *s = p->s;
+	char head[1 + 2 + 5 + sizeof(reason)], *d;
+	size_t n = 1, total;
+
+	if (source != p->last_source || line < p->last_line || s->nrcpt == 0) {
+		flags |= E_SOURCE;
+		head[n++] = (char)(source & 0xff);
+		head[n++] = (char)(source >> 8);
+		n += put_uleb(head + n, line);
+	} else
+		n += put_uleb(head + n, line - p->last_line);
+	head[0] = (char)flags;
+	if ((flags & E_VERDICT) == RCPT_INVALID) {
+		memcpy(head + n, &reason, sizeof(reason));
+		n += sizeof(reason);
+	}
+	total = n + (addr ? alen + 1 : 0) + (raw ? rlen + 1 : 0);
+	if ((d = list_room(p, total)) == NULL)
+		return -1;
+	memcpy(d, head, n);
+	*addr_pos = 0;
+	if (addr != NULL) {
+		*addr_pos = (uint32_t)((s->nblocks - 1) << 18 |
+		    (size_t)(d + n - s->blocks[s->nblocks - 1]->data));
+		memcpy(d + n, addr, alen);
+		d[n + alen] = '\0';
+		n += alen + 1;
+	}
+	if (raw != NULL) {
+		memcpy(d + n, raw, rlen);
+		d[n + rlen] = '\0';
+	}
+	s->blocks[s->nblocks - 1]->used += total;
+	s->nrcpt++;
+	p->last_source = source;
+	p->last_line = line;
+	return 0;
+}
+
+static int
+rcpt_add(struct parse *p, const char *raw, size_t len, size_t source, size_t line)
+{
+	struct submission *s = p->s;
 	struct mail_addr a;
+	const char *reason = NULL;
 	char canon[ADDR_MAX + 1];
-	size_t cap, n;
-	int dup;
+	unsigned flags;
+	uint32_t pos;
+	ssize_t slot;
+	size_t n;
+	bool own;
 
 	trim(&raw, &len);
-	if (s->nrcpt >= UINT32_MAX - 1)
+	if (s->nrcpt >= UINT32_MAX - 1 || line > UINT32_MAX)
 		return oom(p);
-	if (s->nrcpt == p->rcap) {
-		/* Half as much again: a list of a million leaves less unused. */
-		cap = p->rcap ? p->rcap + p->rcap / 2 : 64;
-		if ((r = realloc(s->rcpts, cap * sizeof(*r))) == NULL)
-			return oom(p);
-		s->rcpts = r;
-		p->rcap = cap;
-	}
-	r = &s->rcpts[s->nrcpt];
-	memset(r, 0, sizeof(*r));
-	if ((r->raw = sub_strdup(s, raw, len)) == NULL)
-		return oom(p);
-	r->source = source;
-	r->line = (unsigned)line;
-	s->nrcpt++;
 	/* raw is kept as a C string: a NUL would hide what follows it. */
-	if (memchr(raw, '\0', len)) {
-		r->verdict = RCPT_INVALID;
-		r->reason = "NUL byte in the line";
-		return 0;
-	}
-	if (addr_parse(raw, len, &a, &r->reason) == -1) {
-		r->verdict = RCPT_INVALID;
-		return 0;
-	}
+	if (memchr(raw, '\0', len))
+		reason = "NUL byte in the line";
+	else if (addr_parse(raw, len, &a, &reason) == -1 && reason == NULL)
+		reason = "not an address";
+	if (reason != NULL)
+		return entry_put(p, RCPT_INVALID, source, (unsigned)line, reason, NULL, 0, raw, len, &pos);
 	n = addr_canonical(&a, canon, sizeof(canon));
 	if (n >= sizeof(canon))
 		return oom(p);
+	if ((slot = rset_find(&p->set, s, canon)) == -1)
+		return oom(p);
 	/* Most lines of a list are the canonical address already: one copy. */
-	if (n == len && memcmp(canon, raw, len) == 0)
-		r->addr = r->raw;
-	else if ((r->addr = sub_strdup(s, canon, n)) == NULL)
-		return oom(p);
-	r->domain = strrchr(r->addr, '@') + 1;
-	r->needs_quote = a.needs_quote;
-	if ((dup = rset_add(&p->set, s->rcpts, s->nrcpt - 1)) == -1)
-		return oom(p);
-	r->verdict = dup ? RCPT_DUPLICATE : RCPT_ACCEPTED;
-	if (!dup)
+	own = !(n == len && memcmp(canon, raw, len) == 0);
+	flags = (p->set.slot[slot] ? RCPT_DUPLICATE : RCPT_ACCEPTED) | (a.needs_quote ? E_QUOTE : 0) |
+	    (own ? E_RAW : 0);
+	if (entry_put(p, flags, source, (unsigned)line, NULL, canon, n, own ? raw : NULL, len, &pos) == -1)
+		return -1;
+	if (p->set.slot[slot] == 0) {
+		p->set.slot[slot] = pos;
+		p->set.used++;
 		s->naccepted++;
+	}
 	return 0;
 }
 
@@ -415,7 +494,7 @@ cb_to(struct parse *p, const struct cb_value *v)
 			for (first = start; first < i && is_space(v->val[first]); first++)
 				;
 			if (!blank(v->val + start, i - start) &&
-			    rcpt_add(p, v->val + start, i - start, src_to,
+			    rcpt_add(p, v->val + start, i - start, 0,
 			    cb_line_at(v, first)) == -1)
 				return -1;
 			start = i + 1;
@@ -717,7 +796,7 @@ csv_first(const char *s, size_t len, size_t *pos, const char **f, size_t *flen, 
 /* Skips the other columns to the start of the next record; a quoted field
  * there may hold line breaks. Tells whether they were all empty. */
 static size_t
-csv_rest(const char *s, size_t len, size_t i, size_t *lines, bool *empty)
+csv_rest(const char *s, size_t len, size_t i, size_t *lines, bool *empty, bool *ended)
 {
 	bool field_start = false;
 
@@ -747,44 +826,332 @@ csv_rest(const char *s, size_t len, size_t i, size_t *lines, bool *empty)
 			field_start = false;
 		i++;
 	}
-	if (i < len)
+	if ((*ended = i < len))
 		(*lines)++;
 	return i < len ? i + 1 : i;
 }
 
-static int
-parse_list(struct parse *p, char *text, size_t len, const char *source)
+/*
+ * A list attachment is read a chunk at a time, each cut at a line end (no
+ * character of the charsets read here holds a CR or LF octet), converted
+ * to UTF-8 on its own, and its records parsed; a record whose quoted
+ * field goes on past the chunk waits for the next one. A chunk grows only
+ * for a line (or such a record) longer than itself.
+ */
+struct chunker {
+	struct mime_reader *r;
+	size_t want;		/* octets to gather before a cut */
+	char *buf;
+	size_t len, cap, cut;	/* cut: octets handed out last time */
+	bool eof;
+};
+
+/* After the last line end of buf (a lone CR counts; a CR at the very end
+ * may be half of a CRLF); 0 when there is none. */
+static size_t
+line_cut(const char *buf, size_t len)
 {
-	size_t pos = 0, line = 1, start, lines;
-	bool rest_empty, header_done = false;
+	const char *nl = memrchr(buf, '\n', len), *cr;
+
+	if (nl != NULL)
+		return (size_t)(nl - buf) + 1;
+	cr = len > 1 ? memrchr(buf, '\r', len - 1) : NULL;
+	return cr != NULL ? (size_t)(cr - buf) + 1 : 0;
+}
+
+/* 1 and the next piece, 0 at the end, -1 when the part cannot be read. */
+static int
+chunk_next(struct chunker *c, const char **piece, size_t *n)
+{
+	size_t at = 0, room;
+	ssize_t k;
+	char *nb;
+
+	if (c->cut > 0) {
+		memmove(c->buf, c->buf + c->cut, c->len - c->cut);
+		c->len -= c->cut;
+		c->cut = 0;
+	}
+	while (!c->eof && (c->len < c->want || (at = line_cut(c->buf, c->len)) == 0)) {
+		if (c->cap - c->len < c->want) {
+			room = c->cap ? c->cap * 2 : c->want;
+			while (room - c->len < c->want)
+				room *= 2;
+			if ((nb = realloc(c->buf, room)) == NULL)
+				return -1;
+			c->buf = nb;
+			c->cap = room;
+		}
+		if ((k = mime_reader_read(c->r, c->buf + c->len, c->want)) < 0)
+			return -1;
+		if (k == 0)
+			c->eof = true;
+		c->len += (size_t)k;
+	}
+	if (c->eof)
+		at = c->len;
+	if (at == 0)
+		return 0;
+	c->cut = at;
+	*piece = c->buf;
+	*n = at;
+	return 1;
+}
+
+/* fn on every piece of the part, in order: 0, fn's -1, or -1 with err
+ * set when the part cannot be read. */
+static int
+each_piece(struct parse *p, const struct mime_part *a, const char *name,
+    int (*fn)(void *, const char *, size_t), void *arg)
+{
+	struct chunker c = { .want = p->chunk };
+	const char *piece;
+	size_t n;
+	int rc;
+	char q[QUOTE_MAX * 2];
+
+	if ((c.r = mime_part_open(a)) == NULL)
+		return oom(p);
+	while ((rc = chunk_next(&c, &piece, &n)) == 1 && (rc = fn(arg, piece, n)) == 0)
+		;
+	if (rc == -1 && c.r != NULL && p->err[0] == '\0')
+		snprintf(p->err, p->errlen, "attachment '%s' cannot be read",
+		    quote_short(name, strlen(name), q, sizeof(q)));
+	mime_reader_close(c.r);
+	free(c.buf);
+	return rc;
+}
+
+/* The records of a list: its UTF-8 text with LF line ends, in pieces. */
+struct records {
+	struct parse *p;
+	size_t source;
+	size_t line;
+	bool header_done;
+	char *t;		/* the text not parsed yet */
+	size_t len, cap;
+	size_t retry_at;	/* parse again once len is this long */
+	const char *charset;	/* what each piece is converted from */
+	const char *name;
+};
+
+/* The records that end within r->t (all of them when last); keeps the
+ * rest for the next piece. */
+static int
+records_parse(struct records *r, bool last)
+{
+	size_t pos = 0, start, lines, rs, flen;
+	bool rest_empty, ended;
 	const char *f;
-	size_t flen;
 	char *own;
 	int rc = 0;
 
-	len = to_lf(text, len);
-	while (pos < len && rc == 0) {
-		start = line;
-		if (csv_first(text, len, &pos, &f, &flen, &own) == -1)
-			return oom(p);
+	while (pos < r->len && rc == 0) {
+		rs = pos;
+		start = r->line;
+		if (csv_first(r->t, r->len, &pos, &f, &flen, &own) == -1)
+			return oom(r->p);
 		lines = 0;
-		pos = csv_rest(text, len, pos, &lines, &rest_empty);
-		line += lines;
+		pos = csv_rest(r->t, r->len, pos, &lines, &rest_empty, &ended);
+		if (!ended && !last) {
+			free(own);
+			pos = rs;
+			break;
+		}
+		r->line += lines;
 		trim(&f, &flen);
 		if (flen == 0 && rest_empty) {
 			free(own);
 			continue;
 		}
 		/* A title row: "email", "address", "メールアドレス". */
-		if (!header_done && memchr(f, '@', flen) == NULL) {
-			header_done = true;
+		if (!r->header_done && memchr(f, '@', flen) == NULL) {
+			r->header_done = true;
 			free(own);
 			continue;
 		}
-		header_done = true;
-		rc = rcpt_add(p, f, flen, source, start);
+		r->header_done = true;
+		rc = rcpt_add(r->p, f, flen, r->source, start);
 		free(own);
 	}
+	if (pos > 0) {
+		memmove(r->t, r->t + pos, r->len - pos);
+		r->len -= pos;
+	}
+	/* A record still open (a quoted field over many lines) is parsed
+	 * again only once the text has doubled: linear, however long. */
+	r->retry_at = r->len > 0 ? r->len * 2 : 0;
+	return rc;
+}
+
+/* Appends UTF-8 text, CRLF and lone CR turned to LF. */
+static int
+records_add(struct records *r, const char *u, size_t n)
+{
+	size_t cap;
+	char *nt;
+
+	if (r->cap - r->len < n + 1) {
+		cap = r->cap ? r->cap : 4096;
+		while (cap - r->len < n + 1)
+			cap *= 2;
+		if ((nt = realloc(r->t, cap)) == NULL)
+			return oom(r->p);
+		r->t = nt;
+		r->cap = cap;
+	}
+	memcpy(r->t + r->len, u, n);
+	r->len += to_lf(r->t + r->len, n);
+	return 0;
+}
+
+static int
+not_text(struct parse *p, const char *name)
+{
+	char q[QUOTE_MAX * 2];
+
+	snprintf(p->err, p->errlen, "attachment '%s' is not text in UTF-8, "
+	    "Shift_JIS or ISO-2022-JP", quote_short(name, strlen(name), q, sizeof(q)));
+	return -1;
+}
+
+static int
+records_piece(void *arg, const char *piece, size_t n)
+{
+	struct records *r = arg;
+	size_t ulen;
+	char *u;
+	int rc;
+
+	if ((u = charset_to_utf8(r->charset, piece, n, &ulen)) == NULL)
+		return not_text(r->p, r->name);
+	rc = records_add(r, u, ulen);
+	free(u);
+	if (rc == 0 && r->len >= r->retry_at)
+		rc = records_parse(r, false);
+	return rc;
+}
+
+/* What the pieces of a part are read in: the declared charset when all
+ * of them are valid in it, else the guess over all of them. */
+struct cs_scan {
+	const char *try;	/* a charset every piece must convert from */
+	bool fits;
+	struct charset_guess g;
+};
+
+static int
+scan_piece(void *arg, const char *piece, size_t n)
+{
+	struct cs_scan *c = arg;
+	char *u;
+
+	if (c->try != NULL && c->fits) {
+		if ((u = charset_to_utf8(c->try, piece, n, NULL)) == NULL)
+			c->fits = false;
+		free(u);
+	}
+	if (c->try == NULL)
+		charset_guess_feed(&c->g, piece, n);
+	return c->try != NULL && !c->fits ? 1 : 0;
+}
+
+/* Whether every piece of the part converts from cs. */
+static int
+fits_all(struct parse *p, const struct mime_part *a, const char *name, const char *cs, bool *fits)
+{
+	struct cs_scan c = { .try = cs, .fits = true };
+	int rc = each_piece(p, a, name, scan_piece, &c);
+
+	*fits = c.fits;
+	return rc == -1 ? -1 : 0;
+}
+
+/* A charset whose text cannot be cut at an octet. */
+static bool
+is_wide(const char *cs)
+{
+	return strncasecmp(cs, "UTF-16", 6) == 0 || strncasecmp(cs, "UTF-32", 6) == 0 ||
+	    strncasecmp(cs, "UCS-", 4) == 0 || strncasecmp(cs, "UNICODE", 7) == 0;
+}
+
+/* The charset to read the part in: 0 and *cs (NULL: the whole part must
+ * be read at once), or -1. */
+static int
+pick_charset(struct parse *p, const struct mime_part *a, const char *name, const char **cs)
+{
+	struct cs_scan c = { 0 };
+	bool fits;
+
+	*cs = NULL;
+	if (a->charset != NULL && is_wide(a->charset))
+		return 0;
+	if (a->charset != NULL) {
+		if (fits_all(p, a, name, a->charset, &fits) == -1)
+			return -1;
+		if (fits)
+			return (*cs = a->charset), 0;
+	}
+	if (each_piece(p, a, name, scan_piece, &c) == -1)
+		return -1;
+	if ((*cs = charset_guess_name(&c.g)) != NULL) {
+		if (strcmp(*cs, "UTF-16") == 0)
+			*cs = NULL;
+		else if (**cs == '\0')
+			return not_text(p, name);
+		return 0;
+	}
+	if (fits_all(p, a, name, "CP932", &fits) == -1)
+		return -1;
+	*cs = fits ? "CP932" : "EUC-JP";
+	return 0;
+}
+
+/* UTF-16 (Excel's "Unicode text"): the whole part, converted at once. */
+static int
+whole_piece(void *arg, const char *piece, size_t n)
+{
+	struct records *r = arg;
+
+	if (r->cap - r->len < n + 1) {
+		size_t cap = r->cap ? r->cap : 4096;
+		char *nt;
+		while (cap - r->len < n + 1)
+			cap *= 2;
+		if ((nt = realloc(r->t, cap)) == NULL)
+			return oom(r->p);
+		r->t = nt;
+		r->cap = cap;
+	}
+	memcpy(r->t + r->len, piece, n);
+	r->len += n;
+	return 0;
+}
+
+static int
+parse_whole(struct records *r, const struct mime_part *a)
+{
+	char *raw, *text = NULL;
+	size_t rawlen, len = 0;
+	int rc;
+
+	if (each_piece(r->p, a, r->name, whole_piece, r) == -1)
+		return -1;
+	raw = r->t;
+	rawlen = r->len;
+	if (a->charset != NULL)
+		text = charset_to_utf8(a->charset, raw ? raw : "", rawlen, &len);
+	if (text == NULL)
+		text = charset_guess_to_utf8(raw ? raw : "", rawlen, &len);
+	free(raw);
+	r->t = NULL;
+	r->len = r->cap = 0;
+	if (text == NULL)
+		return not_text(r->p, r->name);
+	r->t = text;
+	r->cap = len + 1;
+	r->len = to_lf(text, len);
+	rc = records_parse(r, true);
 	return rc;
 }
 
@@ -792,8 +1159,9 @@ static int
 parse_attachment(struct parse *p, const struct mime_part *a)
 {
 	const char *name = a->filename ? a->filename : a->content_type;
-	char *text = NULL, *source, q[QUOTE_MAX * 2];
-	size_t len = 0, before = p->s->nrcpt;
+	struct records r = { .p = p, .line = 1, .name = name };
+	struct submission *s = p->s;
+	char q[QUOTE_MAX * 2], **ns;
 	int rc;
 
 	if (is_workbook(a)) {
@@ -803,24 +1171,23 @@ parse_attachment(struct parse *p, const struct mime_part *a)
 	}
 	if (!is_list(a))
 		return 0;
-	if (a->charset != NULL)
-		text = charset_to_utf8(a->charset, a->data, a->len, &len);
-	if (text == NULL)
-		text = charset_guess_to_utf8(a->data, a->len, &len);
-	if (text == NULL) {
-		snprintf(p->err, p->errlen, "attachment '%s' is not text in UTF-8, "
-		    "Shift_JIS or ISO-2022-JP", quote_short(name, strlen(name), q, sizeof(q)));
+	if (s->nsources >= SOURCES_MAX) {
+		snprintf(p->err, p->errlen, "too many list attachments");
 		return -1;
 	}
-	if ((source = strdup(name)) == NULL) {
-		free(text);
+	if ((ns = realloc(s->sources, (s->nsources + 1) * sizeof(*ns))) == NULL)
 		return oom(p);
-	}
-	rc = parse_list(p, text, len, source);
-	free(text);
-	/* The recipients own the copy; with none, nobody does. */
-	if (p->s->nrcpt == before)
-		free(source);
+	s->sources = ns;
+	if ((ns[s->nsources] = strdup(name)) == NULL)
+		return oom(p);
+	r.source = s->nsources++;
+	if (pick_charset(p, a, name, &r.charset) == -1)
+		return -1;
+	if (r.charset == NULL)
+		rc = parse_whole(&r, a);
+	else if ((rc = each_piece(p, a, name, records_piece, &r)) == 0)
+		rc = records_parse(&r, true);
+	free(r.t);
 	return rc;
 }
 
@@ -848,6 +1215,9 @@ parse_all(struct parse *p, const struct mime_msg *m)
 		    "must have one, starting with the control block");
 		return -1;
 	}
+	if ((p->s->sources = malloc(sizeof(*p->s->sources))) == NULL)
+		return oom(p);
+	p->s->sources[p->s->nsources++] = src_to;
 	if (parse_control(p, m->text, m->text_len, &body) == -1)
 		return -1;
 	if (set_body(p, body, m->text_len - (size_t)(body - m->text)) == -1)
@@ -866,12 +1236,15 @@ parse_all(struct parse *p, const struct mime_msg *m)
 }
 
 int
-submission_parse(const struct mime_msg *m, struct submission *out, char *err, size_t errlen)
+submission_parse_chunked(const struct mime_msg *m, size_t chunk, struct submission *out,
+    char *err, size_t errlen)
 {
-	struct parse p = { .s = out, .err = err, .errlen = errlen };
+	struct parse p = { .s = out, .err = err, .errlen = errlen, .chunk = chunk ? chunk : 1 };
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	if (errlen > 0)
+		err[0] = '\0';
 	rc = parse_all(&p, m);
 	free(p.set.slot);
 	if (rc == -1)
@@ -879,25 +1252,21 @@ submission_parse(const struct mime_msg *m, struct submission *out, char *err, si
 	return rc;
 }
 
+int
+submission_parse(const struct mime_msg *m, struct submission *out, char *err, size_t errlen)
+{
+	return submission_parse_chunked(m, CHUNK_DEFAULT, out, err, errlen);
+}
+
 void
 submission_free(struct submission *s)
 {
-	const char *last = src_to;
-	size_t i;
-
-	while (s->blocks != NULL) {
-		struct sub_block *b = s->blocks;
-		s->blocks = b->next;
-		free(b);
-	}
-	for (i = 0; i < s->nrcpt; i++) {
-		/* An attachment's name is shared by its run of recipients. */
-		if (s->rcpts[i].source != last) {
-			last = s->rcpts[i].source;
-			free((char *)(uintptr_t)last);
-		}
-	}
-	free(s->rcpts);
+	for (size_t i = 0; i < s->nblocks; i++)
+		free(s->blocks[i]);
+	free(s->blocks);
+	for (size_t i = 1; i < s->nsources; i++)
+		free(s->sources[i]);
+	free(s->sources);
 	free(s->token);
 	free(s->subject);
 	free(s->send_at);
@@ -906,6 +1275,75 @@ submission_free(struct submission *s)
 	free(s->from);
 	free(s->body);
 	memset(s, 0, sizeof(*s));
+}
+
+void
+sub_first(struct sub_iter *it, const struct submission *s)
+{
+	memset(it, 0, sizeof(*it));
+	it->s = s;
+}
+
+static unsigned
+get_uleb(const unsigned char **p)
+{
+	unsigned v = 0, shift = 0;
+	unsigned char c;
+
+	do {
+		c = *(*p)++;
+		v |= (unsigned)(c & 0x7f) << shift;
+		shift += 7;
+	} while (c & 0x80);
+	return v;
+}
+
+bool
+sub_next(struct sub_iter *it, struct sub_rcpt *r)
+{
+	const struct submission *s = it->s;
+	const struct sub_block *b;
+	const unsigned char *p;
+	unsigned flags;
+
+	for (;;) {
+		if (it->block >= s->nblocks)
+			return false;
+		b = s->blocks[it->block];
+		if (it->off < b->used)
+			break;
+		it->block++;
+		it->off = 0;
+	}
+	p = (const unsigned char *)b->data + it->off;
+	flags = *p++;
+	if (flags & E_SOURCE) {
+		it->source = (size_t)p[0] | (size_t)p[1] << 8;
+		p += 2;
+		it->line = get_uleb(&p);
+	} else
+		it->line += get_uleb(&p);
+	memset(r, 0, sizeof(*r));
+	r->verdict = (enum rcpt_verdict)(flags & E_VERDICT);
+	r->source = s->sources[it->source];
+	r->line = it->line;
+	r->needs_quote = (flags & E_QUOTE) != 0;
+	if (r->verdict == RCPT_INVALID) {
+		memcpy(&r->reason, p, sizeof(r->reason));
+		p += sizeof(r->reason);
+		r->raw = (const char *)p;
+	} else {
+		r->addr = (const char *)p;
+		r->raw = r->addr;
+		r->domain = strrchr(r->addr, '@') + 1;
+		if (flags & E_RAW) {
+			p += strlen(r->addr) + 1;
+			r->raw = (const char *)p;
+		}
+	}
+	p += strlen((const char *)p) + 1;
+	it->off = (size_t)((const char *)p - b->data);
+	return true;
 }
 
 void

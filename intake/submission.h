@@ -23,9 +23,8 @@ enum rcpt_verdict {
 };
 
 /*
- * One recipient as written. A list may hold hundreds of thousands: the
- * strings live in the submission's blocks, and an address is kept in its
- * canonical form only (sub_rcpt_addr gives it back parsed).
+ * One recipient as written, as sub_next gives it: a view into the
+ * submission, valid as long as the submission is.
  */
 struct sub_rcpt {
 	const char *raw;	/* as written (trimmed), UTF-8 */
@@ -39,6 +38,13 @@ struct sub_rcpt {
 };
 struct sub_block;
 
+/*
+ * A list may hold a million recipients: they are kept packed, one after
+ * the other in blocks (a flag octet, the line as a difference, the
+ * canonical address; the text as written only where it differs), and read
+ * back in order with sub_next. List attachments are read a chunk at a
+ * time, never decoded whole.
+ */
 struct submission {
 	char *token;		/* NULL when absent */
 	char *subject;		/* control-block Subject, else the mail's, else NULL */
@@ -48,17 +54,33 @@ struct submission {
 	char *from;		/* raw From value (one of the submitter's allowed ones), or NULL */
 	bool dry_run;
 	char *body;		/* UTF-8 DM text after the control block, LF line ends */
-	struct sub_rcpt *rcpts;
 	size_t nrcpt;
 	size_t naccepted;
-	struct sub_block *blocks;	/* the recipients' strings */
+	struct sub_block **blocks;	/* the recipients, in order */
+	size_t nblocks, capblocks;
+	char **sources;		/* [0] "To", then the attachments' names */
+	size_t nsources;
 };
 
 /* Returns 0, or -1 with a specific reason in err (no control block, unknown
  * key, no recipients at all, bad Dry-Run value, ...). */
 int submission_parse(const struct mime_msg *m, struct submission *out, char *err, size_t errlen);
+/* The same, reading list attachments chunk octets at a time (the default
+ * is 64 KiB): the result never depends on it. */
+int submission_parse_chunked(const struct mime_msg *m, size_t chunk, struct submission *out,
+    char *err, size_t errlen);
 
 void submission_free(struct submission *s);
+
+/* The recipients in order: sub_first, then sub_next until it is false. */
+struct sub_iter {
+	const struct submission *s;
+	size_t block, off;
+	size_t source;
+	unsigned line;
+};
+void sub_first(struct sub_iter *it, const struct submission *s);
+bool sub_next(struct sub_iter *it, struct sub_rcpt *r);
 
 /* The address of an accepted or duplicate recipient, parsed. */
 void sub_rcpt_addr(const struct sub_rcpt *r, struct mail_addr *a);

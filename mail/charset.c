@@ -477,26 +477,54 @@ seven_bit(const char *in, size_t len)
 	return true;
 }
 
+void
+charset_guess_feed(struct charset_guess *g, const char *in, size_t len)
+{
+	if (!g->started) {
+		g->started = true;
+		g->seven = g->utf8 = true;
+		/* Excel's "Unicode text" is UTF-16LE with a byte order mark. */
+		g->utf16 = len >= 2 && (memcmp(in, "\xff\xfe", 2) == 0 || memcmp(in, "\xfe\xff", 2) == 0);
+		if ((g->bom_utf8 = len >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0))
+			in += 3, len -= 3;
+	}
+	if (g->utf16 || g->bom_utf8) {
+		g->utf8 = g->utf8 && (!g->bom_utf8 || utf8_valid(in, len));
+		return;
+	}
+	g->seven = g->seven && seven_bit(in, len);
+	g->jis = g->jis || has_jis_escape(in, len);
+	g->utf8 = g->utf8 && utf8_valid(in, len);
+}
+
 /*
  * ISO-2022-JP is tested before UTF-8: it is 7-bit, so it is always valid
  * UTF-8 too, and no UTF-8 text carries a raw ESC $ B.
  */
+const char *
+charset_guess_name(const struct charset_guess *g)
+{
+	if (g->utf16)
+		return "UTF-16";
+	if (g->bom_utf8)
+		return g->utf8 ? "UTF-8" : "";
+	if (g->seven && g->jis)
+		return "ISO-2022-JP";
+	if (g->utf8)
+		return "UTF-8";
+	return NULL;
+}
+
 char *
 charset_guess_to_utf8(const char *in, size_t len, size_t *outlen)
 {
+	struct charset_guess g = { 0 };
+	const char *name;
 	char *out;
 
-	if (len >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0)
-		return charset_to_utf8("UTF-8", in + 3, len - 3, outlen);
-	/* Excel's "Unicode text" is UTF-16LE with a byte order mark. */
-	if (len >= 2 && memcmp(in, "\xff\xfe", 2) == 0)
-		return charset_to_utf8("UTF-16", in, len, outlen);
-	if (len >= 2 && memcmp(in, "\xfe\xff", 2) == 0)
-		return charset_to_utf8("UTF-16", in, len, outlen);
-	if (seven_bit(in, len) && has_jis_escape(in, len))
-		return charset_to_utf8("ISO-2022-JP", in, len, outlen);
-	if (utf8_valid(in, len))
-		return charset_to_utf8("UTF-8", in, len, outlen);
+	charset_guess_feed(&g, in, len);
+	if ((name = charset_guess_name(&g)) != NULL)
+		return *name ? charset_to_utf8(name, in, len, outlen) : NULL;
 	if ((out = charset_to_utf8("CP932", in, len, outlen)) != NULL)
 		return out;
 	return charset_to_utf8("EUC-JP", in, len, outlen);

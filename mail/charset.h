@@ -19,6 +19,20 @@ char *charset_to_utf8(const char *charset, const char *in, size_t len, size_t *o
  * is read as CP932. NULL when nothing fits. */
 char *charset_guess_to_utf8(const char *in, size_t len, size_t *outlen);
 
+/*
+ * The same guess for a list too long to hold whole: feed every piece in
+ * order, each cut at a line end (no character of these charsets holds a
+ * CR or LF octet), then ask. The name says what fits all of it ("" when
+ * nothing does); NULL means "CP932, else EUC-JP": the caller tries them
+ * in that order. UTF-16
+ * cannot be cut at an octet: it is read whole.
+ */
+struct charset_guess {
+	bool started, bom_utf8, utf16, seven, jis, utf8;
+};
+void charset_guess_feed(struct charset_guess *g, const char *in, size_t len);
+const char *charset_guess_name(const struct charset_guess *g);
+
 /* Convert UTF-8 to charset. Returns NULL (and sets *bad to the byte offset
  * of the first character that cannot be written) when the text does not fit. */
 char *charset_from_utf8(const char *charset, const char *in, size_t len, size_t *outlen, size_t *bad);

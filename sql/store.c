@@ -566,15 +566,12 @@ static const char SQL_DLV_INSERT1[] = DLV_INSERT DLV_ROW;
 static const char SQL_DLV_INSERTN[] = DLV_INSERT R256(DLV_ROW);
 
 static int
-insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
+insert_rows(struct store *s, struct binds *p, uint64_t job_id, const double *send_at,
     const struct store_rcpt_new *r, size_t n)
 {
-	struct binds *p = binds_new(MAXP);
 	size_t i = 0;
 	int rc = STORE_OK;
 
-	if (!p)
-		fatalx("store: out of memory");
 	while (i < n && rc == STORE_OK) {
 		size_t take = n - i >= INSERT_CHUNK ? INSERT_CHUNK : 1;
 		p->n = 0;
@@ -593,6 +590,32 @@ insert_deliveries(struct store *s, uint64_t job_id, const double *send_at,
 		run(s, take == 1 ? SQL_DLV_INSERT1 : SQL_DLV_INSERTN, p, &rc, "insert deliveries");
 		i += take;
 	}
+	return rc;
+}
+
+/* The source's rows, a few multi-row INSERTs per chunk: a chunk is a
+ * multiple of INSERT_CHUNK, so only the last one leaves single rows. */
+#define SOURCE_CHUNK (4 * INSERT_CHUNK)
+static int
+insert_deliveries(struct store *s, uint64_t job_id, const double *send_at, size_t n,
+    const struct store_rcpt_src *src)
+{
+	struct binds *p = binds_new(MAXP);
+	struct store_rcpt_new *rows = calloc(SOURCE_CHUNK, sizeof(*rows));
+	size_t k, total = 0;
+	int rc = STORE_OK;
+
+	if (!p || !rows)
+		fatalx("store: out of memory");
+	while (rc == STORE_OK && (k = src->next(src->arg, rows, SOURCE_CHUNK)) > 0) {
+		total += k;
+		rc = insert_rows(s, p, job_id, send_at, rows, k);
+	}
+	if (rc == STORE_OK && total != n) {
+		snprintf(s->err, sizeof(s->err), "deliveries: %zu rows given for a job of %zu", total, n);
+		rc = STORE_ERROR;
+	}
+	free(rows);
 	binds_free(p);
 	return rc;
 }
@@ -659,7 +682,7 @@ insert_notice(struct store *s, const struct store_notice_new *n, uint64_t *job_i
 	if (!(st = run(s, SQL_NOTICE_INSERT, &p, &rc, "insert notice")))
 		return rc;
 	*job_id = mysql_stmt_insert_id(st);
-	return insert_deliveries(s, *job_id, &now, &r, 1);
+	return insert_rows(s, &p, *job_id, &now, &r, 1);
 }
 
 static int
@@ -719,8 +742,8 @@ store_submitter_recipients_since(struct store *s, const char *submitter, double 
 }
 
 int
-store_job_create(struct store *s, const struct store_job_new *j,
-    const struct store_rcpt_new *r, size_t n, uint64_t *job_id)
+store_job_create(struct store *s, const struct store_job_new *j, size_t n,
+    const struct store_rcpt_src *src, uint64_t *job_id)
 {
 	BINDS(p);
 	MYSQL_STMT *st;
@@ -745,7 +768,7 @@ store_job_create(struct store *s, const struct store_job_new *j,
 	if (!(st = run(s, SQL_JOB_INSERT, &p, &rc, "insert job")))
 		return tx_abort(s, rc);
 	*job_id = mysql_stmt_insert_id(st);
-	if ((rc = insert_deliveries(s, *job_id, &send_at, r, n)) != STORE_OK)
+	if ((rc = insert_deliveries(s, *job_id, &send_at, n, src)) != STORE_OK)
 		return tx_abort(s, rc);
 	if ((rc = job_create_extra(s, *job_id, j)) != STORE_OK)
 		return tx_abort(s, rc);

@@ -88,9 +88,19 @@ int store_notice_create(struct store *s, const struct store_notice_new *n, uint6
  * Unix time since (the start of its quota day). */
 int store_submitter_recipients_since(struct store *s, const char *submitter, double since, uint64_t *n);
 
-/* The job and all its deliveries in one transaction. */
-int store_job_create(struct store *s, const struct store_job_new *j,
-    const struct store_rcpt_new *r, size_t n, uint64_t *job_id);
+/*
+ * The recipients of a new job, a chunk at a time, so that a list of a
+ * million is never held whole: next fills up to max rows and returns how
+ * many, 0 at the end. Its strings stay valid until the next call.
+ */
+struct store_rcpt_src {
+	size_t (*next)(void *arg, struct store_rcpt_new *rows, size_t max);
+	void *arg;
+};
+/* The job (recipients: n) and all its deliveries in one transaction. A
+ * source that gives other than n rows fails it (STORE_ERROR). */
+int store_job_create(struct store *s, const struct store_job_new *j, size_t n,
+    const struct store_rcpt_src *src, uint64_t *job_id);
 
 /* ---- job control: approval, pause, resume, cancel, reschedule ----
  *

@@ -50,10 +50,12 @@ check_submission_same(const struct mail_addr *a, const struct mail_addr *b)
 static inline void
 check_submission_rcpts(const struct submission *s)
 {
-	size_t accepted = 0;
+	struct sub_iter it, jt;
+	struct sub_rcpt rr, oo;
+	size_t accepted = 0, i = 0;
 
-	for (size_t i = 0; i < s->nrcpt; i++) {
-		const struct sub_rcpt *r = &s->rcpts[i];
+	for (sub_first(&it, s); sub_next(&it, &rr); i++) {
+		const struct sub_rcpt *r = &rr;
 		struct mail_addr again, kept, other;
 		const char *why = NULL;
 
@@ -79,8 +81,9 @@ check_submission_rcpts(const struct submission *s)
 		if (s->nrcpt > CHECK_SUBMISSION_PAIRS_MAX)
 			continue;
 		bool earlier = false;
-		for (size_t j = 0; j < i; j++) {
-			const struct sub_rcpt *o = &s->rcpts[j];
+		sub_first(&jt, s);
+		for (size_t j = 0; j < i && sub_next(&jt, &oo); j++) {
+			const struct sub_rcpt *o = &oo;
 
 			if (o->verdict != RCPT_ACCEPTED)
 				continue;
@@ -91,13 +94,14 @@ check_submission_rcpts(const struct submission *s)
 		}
 		CHECK(earlier == (r->verdict == RCPT_DUPLICATE));
 	}
+	CHECK(i == s->nrcpt);
 	CHECK(accepted == s->naccepted);
 }
 
 static inline void
 check_submission(const struct submission *s)
 {
-	CHECK(s->nrcpt >= 1 && s->rcpts != NULL);
+	CHECK(s->nrcpt >= 1 && s->blocks != NULL);
 	check_submission_rcpts(s);
 	check_submission_value(s->token);
 	/* The mail's own Subject may be empty; it is trimmed all the same. */
@@ -117,7 +121,7 @@ static inline void
 check_submission_refused(const struct submission *s, const char *err)
 {
 	CHECK(err[0] != '\0');
-	CHECK(s->nrcpt == 0 && s->rcpts == NULL && s->naccepted == 0);
+	CHECK(s->nrcpt == 0 && s->blocks == NULL && s->naccepted == 0);
 	CHECK(s->token == NULL && s->subject == NULL && s->send_at == NULL && s->body == NULL);
 	CHECK(s->rate == NULL && s->send_by == NULL);
 }

@@ -9,7 +9,8 @@
  * The attachment is exactly as long as the input, with no NUL after it.
  *
  * Beyond check_submission.h: each recipient's source is "To" or the
- * attachment's name, and the lines of one source never go backwards.
+ * attachment's name, the lines of one source never go backwards, and the
+ * list read 1 or 7 octets at a time gives what it gives read whole.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,8 +43,11 @@ check_sources(const struct submission *s, const struct mime_part *p)
 	const char *name = p->filename ? p->filename : p->content_type;
 	size_t last_to = 0, last_list = 0;
 
-	for (size_t i = 0; i < s->nrcpt; i++) {
-		const struct sub_rcpt *r = &s->rcpts[i];
+	struct sub_iter it;
+	struct sub_rcpt rr;
+
+	for (sub_first(&it, s); sub_next(&it, &rr);) {
+		const struct sub_rcpt *r = &rr;
 
 		if (strcmp(r->source, "To") == 0) {
 			CHECK(r->line >= last_to);
@@ -54,6 +58,40 @@ check_sources(const struct submission *s, const struct mime_part *p)
 			last_list = r->line;
 		}
 	}
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* A list read a few octets at a time gives what it gives read whole. */
+static void
+check_chunked(const struct mime_msg *m, int rc, const struct submission *s, const char *err, size_t chunk)
+{
+	struct submission t;
+	struct sub_iter i, j;
+	struct sub_rcpt a, b;
+	char err2[256] = "";
+	int rc2 = submission_parse_chunked(m, chunk, &t, err2, sizeof(err2));
+
+	CHECK(rc2 == rc);
+	if (rc != 0) {
+		CHECK(strcmp(err, err2) == 0);
+		return;
+	}
+	CHECK(t.nrcpt == s->nrcpt && t.naccepted == s->naccepted);
+	sub_first(&i, s);
+	sub_first(&j, &t);
+	while (sub_next(&i, &a)) {
+		CHECK(sub_next(&j, &b));
+		CHECK(strcmp(a.raw, b.raw) == 0 && same_str(a.addr, b.addr) && a.verdict == b.verdict);
+		CHECK(strcmp(a.source, b.source) == 0 && a.line == b.line && same_str(a.reason, b.reason));
+		CHECK(a.needs_quote == b.needs_quote);
+	}
+	CHECK(!sub_next(&j, &b));
+	submission_free(&t);
 }
 
 int
@@ -94,6 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fuzz_poison_stack();
 	rc = submission_parse(&m, &s, err, sizeof(err));
+	check_chunked(&m, rc, &s, err, 1);
+	check_chunked(&m, rc, &s, err, 7);
 	if (rc != 0) {
 		CHECK(rc == -1);
 		check_submission_refused(&s, err);

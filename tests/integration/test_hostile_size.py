@@ -108,11 +108,12 @@ def test_message_at_the_size_limit():
     print("intake VmHWM: %.0f MB at start, %.0f MB after 50 MB + 1 (552), %.0f MB after 50 MB - 4 KiB "
           "(stored); %.1fs for both" % (before, over_hwm, hwm, took))
     # A refused message is not kept: reading it costs little more than
-    # the buffers. A stored one is held a few times over (the bytes,
-    # GMime's parse, the decoded parts) -- but not without bound.
+    # the buffers. A stored one is held once (GMime reads it in place,
+    # and an attachment that is not a list is never decoded): within the
+    # benchmark's target of 3x the message.
     if not SANITIZED:
         check(over_hwm - before < 120, "reading a refused 50 MB message took %.0f MB", over_hwm - before)
-        check(hwm < 1024, "intake peaked at %.0f MB for one 50 MB message", hwm)
+        check(hwm < 3 * 50, "intake peaked at %.0f MB for one 50 MB message", hwm)
     env.stop_clean()
 
 
@@ -138,10 +139,13 @@ def test_a_million_recipients():
     check_eq(int(env.db.scalar("SELECT COUNT(*) FROM deliveries WHERE job_id = %s", (job["id"],))), N,
              "deliveries stored")
     check(re.search(r"\b%d accepted" % N, reply.text), "reply does not count them: %r", reply)
-    # Tens of octets per recipient beside the mail itself (intake.c packs
-    # the rows in one arena): far below a kilobyte each.
+    # The list is read from the mail a chunk at a time and kept packed
+    # (about its own length, and 4 to 8 octets a recipient for finding
+    # duplicates); the rows are stored a chunk at a time: within the
+    # benchmark's target of 3x the message.
     if not SANITIZED:
-        check(hwm < 1500, "intake peaked at %.0f MB for %d recipients", hwm, N)
+        check(hwm < 3 * len(data) / MB, "intake peaked at %.0f MB for %d recipients in a %.1f MB mail",
+              hwm, N, len(data) / MB)
     env.intake.assert_log_clean()
     env.stop_clean()
 

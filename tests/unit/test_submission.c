@@ -46,6 +46,25 @@ parse_text(const char *text, struct submission *s, char *err, size_t errlen)
 	return parse_mail(mail, (size_t)n, s, err, errlen);
 }
 
+/* Recipient i of s, as sub_next gives it back (a list is read in order,
+ * not indexed). Each call has its own slot among the last eight. */
+static const struct sub_rcpt *
+rcpt_at(const struct submission *s, size_t i)
+{
+	static struct sub_rcpt got[8];
+	static unsigned k;
+	struct sub_rcpt *r = &got[k++ % 8];
+	struct sub_iter it;
+	size_t n = 0;
+
+	sub_first(&it, s);
+	while (sub_next(&it, r))
+		if (n++ == i)
+			return r;
+	fail_msg("no recipient %zu (of %zu)", i, s->nrcpt);
+	return NULL;
+}
+
 static void
 expect_rcpt(const struct sub_rcpt *r, const char *raw, enum rcpt_verdict v,
     const char *reason, const char *source, size_t line)
@@ -85,13 +104,13 @@ test_design_example(void **state)
 	assert_string_equal(s.body, "本文はここから。\n二行目\n");
 	assert_int_equal(s.nrcpt, 3);
 	assert_int_equal(s.naccepted, 3);
-	expect_rcpt(&s.rcpts[0], "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
-	expect_rcpt(&s.rcpts[1], "hanako@ezweb.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
-	expect_rcpt(&s.rcpts[2], "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
-	assert_true(s.rcpts[0].needs_quote);
-	assert_string_equal(s.rcpts[0].addr, "taro..@docomo.ne.jp");
-	assert_string_equal(s.rcpts[0].domain, "docomo.ne.jp");
-	sub_rcpt_addr(&s.rcpts[0], &a);
+	expect_rcpt(rcpt_at(&s, 0), "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
+	expect_rcpt(rcpt_at(&s, 1), "hanako@ezweb.ne.jp", RCPT_ACCEPTED, NULL, "To", 2);
+	expect_rcpt(rcpt_at(&s, 2), "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
+	assert_true(rcpt_at(&s, 0)->needs_quote);
+	assert_string_equal(rcpt_at(&s, 0)->addr, "taro..@docomo.ne.jp");
+	assert_string_equal(rcpt_at(&s, 0)->domain, "docomo.ne.jp");
+	sub_rcpt_addr(rcpt_at(&s, 0), &a);
 	addr_format(&a, buf, sizeof(buf));
 	assert_string_equal(buf, "\"taro..\"@docomo.ne.jp");
 	submission_free(&s);
@@ -123,13 +142,13 @@ test_control_forms(void **state)
 	assert_string_equal(s.body, "body\n");
 	assert_int_equal(s.nrcpt, 5);
 	assert_int_equal(s.naccepted, 5);
-	expect_rcpt(&s.rcpts[0], "\"Yamada, Taro\" <taro@docomo.ne.jp>",
+	expect_rcpt(rcpt_at(&s, 0), "\"Yamada, Taro\" <taro@docomo.ne.jp>",
 	    RCPT_ACCEPTED, NULL, "To", 2);
-	expect_rcpt(&s.rcpts[1], "Hanako <hanako@ezweb.ne.jp>", RCPT_ACCEPTED, NULL, "To", 2);
-	expect_rcpt(&s.rcpts[2], "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
-	expect_rcpt(&s.rcpts[3], "saburo@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 4);
-	expect_rcpt(&s.rcpts[4], "shiro@au.com", RCPT_ACCEPTED, NULL, "To", 5);
-	sub_rcpt_addr(&s.rcpts[0], &a);
+	expect_rcpt(rcpt_at(&s, 1), "Hanako <hanako@ezweb.ne.jp>", RCPT_ACCEPTED, NULL, "To", 2);
+	expect_rcpt(rcpt_at(&s, 2), "jiro@i.softbank.jp", RCPT_ACCEPTED, NULL, "To", 3);
+	expect_rcpt(rcpt_at(&s, 3), "saburo@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 4);
+	expect_rcpt(rcpt_at(&s, 4), "shiro@au.com", RCPT_ACCEPTED, NULL, "To", 5);
+	sub_rcpt_addr(rcpt_at(&s, 0), &a);
 	assert_string_equal(a.local, "taro");
 	submission_free(&s);
 }
@@ -216,7 +235,7 @@ test_errors(void **state)
 		if (strcmp(err, cases[i].err) != 0)
 			fail_msg("case %zu: '%s'", i, err);
 		/* failure leaves nothing to free */
-		assert_null(s.rcpts);
+		assert_null(s.blocks);
 		assert_int_equal(s.nrcpt, 0);
 	}
 }
@@ -253,16 +272,16 @@ test_verdicts(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(s.nrcpt, 9);
 	assert_int_equal(s.naccepted, 3);
-	expect_rcpt(&s.rcpts[0], "taro@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
-	expect_rcpt(&s.rcpts[1], "Taro@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
-	expect_rcpt(&s.rcpts[2], "taro@DOCOMO.NE.JP.", RCPT_DUPLICATE, NULL, "To", 2);
-	expect_rcpt(&s.rcpts[3], "taro docomo.ne.jp", RCPT_INVALID, "missing '@'", "To", 2);
-	expect_rcpt(&s.rcpts[4], "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 3);
-	expect_rcpt(&s.rcpts[5], "\"taro..\"@docomo.ne.jp", RCPT_DUPLICATE, NULL, "To", 3);
-	expect_rcpt(&s.rcpts[6], "<Taro@docomo.ne.jp>", RCPT_DUPLICATE, NULL, "To", 3);
-	expect_rcpt(&s.rcpts[7], "ta ro@docomo.ne.jp", RCPT_INVALID,
+	expect_rcpt(rcpt_at(&s, 0), "taro@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
+	expect_rcpt(rcpt_at(&s, 1), "Taro@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
+	expect_rcpt(rcpt_at(&s, 2), "taro@DOCOMO.NE.JP.", RCPT_DUPLICATE, NULL, "To", 2);
+	expect_rcpt(rcpt_at(&s, 3), "taro docomo.ne.jp", RCPT_INVALID, "missing '@'", "To", 2);
+	expect_rcpt(rcpt_at(&s, 4), "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "To", 3);
+	expect_rcpt(rcpt_at(&s, 5), "\"taro..\"@docomo.ne.jp", RCPT_DUPLICATE, NULL, "To", 3);
+	expect_rcpt(rcpt_at(&s, 6), "<Taro@docomo.ne.jp>", RCPT_DUPLICATE, NULL, "To", 3);
+	expect_rcpt(rcpt_at(&s, 7), "ta ro@docomo.ne.jp", RCPT_INVALID,
 	    "character not allowed in local part: ' '", "To", 4);
-	expect_rcpt(&s.rcpts[8], "taro@localhost", RCPT_INVALID,
+	expect_rcpt(rcpt_at(&s, 8), "taro@localhost", RCPT_INVALID,
 	    "domain is not a fully qualified name", "To", 4);
 	submission_free(&s);
 }
@@ -309,11 +328,11 @@ test_sjis_csv(void **state)
 	assert_string_equal(s.body, "本文はここから。");
 	assert_int_equal(s.nrcpt, 3);
 	assert_int_equal(s.naccepted, 2);
-	expect_rcpt(&s.rcpts[0], "hanako@ezweb.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
-	expect_rcpt(&s.rcpts[1], "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "宛先.csv", 2);
-	expect_rcpt(&s.rcpts[2], "hanako@ezweb.ne.jp", RCPT_DUPLICATE, NULL, "宛先.csv", 3);
+	expect_rcpt(rcpt_at(&s, 0), "hanako@ezweb.ne.jp", RCPT_ACCEPTED, NULL, "To", 1);
+	expect_rcpt(rcpt_at(&s, 1), "taro..@docomo.ne.jp", RCPT_ACCEPTED, NULL, "宛先.csv", 2);
+	expect_rcpt(rcpt_at(&s, 2), "hanako@ezweb.ne.jp", RCPT_DUPLICATE, NULL, "宛先.csv", 3);
 	/* both attachment recipients share one copy of the name */
-	assert_ptr_equal(s.rcpts[1].source, s.rcpts[2].source);
+	assert_ptr_equal(rcpt_at(&s, 1)->source, rcpt_at(&s, 2)->source);
 	submission_free(&s);
 }
 
@@ -362,13 +381,13 @@ test_bom_csv(void **state)
 	assert_string_equal(s.subject, "DM");
 	assert_int_equal(s.nrcpt, 6);
 	assert_int_equal(s.naccepted, 5);
-	expect_rcpt(&s.rcpts[0], "a@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 3);
-	expect_rcpt(&s.rcpts[1], "\"x y\"@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 6);
-	expect_rcpt(&s.rcpts[2], "\"p q\"@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 7);
-	expect_rcpt(&s.rcpts[3], "b@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 8);
-	expect_rcpt(&s.rcpts[4], "", RCPT_INVALID, "empty address", "list.csv", 9);
-	expect_rcpt(&s.rcpts[5], "c@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 10);
-	sub_rcpt_addr(&s.rcpts[1], &a);
+	expect_rcpt(rcpt_at(&s, 0), "a@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 3);
+	expect_rcpt(rcpt_at(&s, 1), "\"x y\"@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 6);
+	expect_rcpt(rcpt_at(&s, 2), "\"p q\"@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 7);
+	expect_rcpt(rcpt_at(&s, 3), "b@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 8);
+	expect_rcpt(rcpt_at(&s, 4), "", RCPT_INVALID, "empty address", "list.csv", 9);
+	expect_rcpt(rcpt_at(&s, 5), "c@example.jp", RCPT_ACCEPTED, NULL, "list.csv", 10);
+	sub_rcpt_addr(rcpt_at(&s, 1), &a);
 	assert_string_equal(a.local, "x y");
 	submission_free(&s);
 }
@@ -402,11 +421,11 @@ test_other_lists(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(s.nrcpt, 6);
 	assert_int_equal(s.naccepted, 5);
-	expect_rcpt(&s.rcpts[1], "a@example.jp", RCPT_ACCEPTED, NULL, "list.TXT", 1);
-	expect_rcpt(&s.rcpts[3], "あ@example.jp", RCPT_INVALID,
+	expect_rcpt(rcpt_at(&s, 1), "a@example.jp", RCPT_ACCEPTED, NULL, "list.TXT", 1);
+	expect_rcpt(rcpt_at(&s, 3), "あ@example.jp", RCPT_INVALID,
 	    "non-ASCII character in local part", "list.TXT", 4);
-	expect_rcpt(&s.rcpts[4], "c@example.jp", RCPT_ACCEPTED, NULL, "text/csv", 2);
-	expect_rcpt(&s.rcpts[5], "d@example.jp", RCPT_ACCEPTED, NULL, "text/csv", 3);
+	expect_rcpt(rcpt_at(&s, 4), "c@example.jp", RCPT_ACCEPTED, NULL, "text/csv", 2);
+	expect_rcpt(rcpt_at(&s, 5), "d@example.jp", RCPT_ACCEPTED, NULL, "text/csv", 3);
 	submission_free(&s);
 
 	assert_int_equal(parse_mail(xlsx_mail, sizeof(xlsx_mail) - 1, &s, err, sizeof(err)), -1);
@@ -442,11 +461,11 @@ test_large_list(void **state)
 	free(mail);
 	assert_int_equal(s.nrcpt, lines);
 	assert_int_equal(s.naccepted, lines - lines / 10);
-	expect_rcpt(&s.rcpts[0], "user000000@Example.JP", RCPT_ACCEPTED, NULL, "big.csv", 2);
-	expect_rcpt(&s.rcpts[9], "user000008@Example.JP", RCPT_DUPLICATE, NULL, "big.csv", 11);
-	expect_rcpt(&s.rcpts[lines - 1], "user099998@Example.JP", RCPT_DUPLICATE,
+	expect_rcpt(rcpt_at(&s, 0), "user000000@Example.JP", RCPT_ACCEPTED, NULL, "big.csv", 2);
+	expect_rcpt(rcpt_at(&s, 9), "user000008@Example.JP", RCPT_DUPLICATE, NULL, "big.csv", 11);
+	expect_rcpt(rcpt_at(&s, lines - 1), "user099998@Example.JP", RCPT_DUPLICATE,
 	    NULL, "big.csv", lines + 1);
-	assert_string_equal(s.rcpts[lines - 2].domain, "example.jp");
+	assert_string_equal(rcpt_at(&s, lines - 2)->domain, "example.jp");
 	submission_free(&s);
 }
 
@@ -473,8 +492,8 @@ test_large_to_block(void **state)
 	free(mail);
 	assert_int_equal(s.nrcpt, lines + 1);
 	assert_int_equal(s.naccepted, lines + 1);
-	expect_rcpt(&s.rcpts[1], "u0@example.jp", RCPT_ACCEPTED, NULL, "To", 3);
-	expect_rcpt(&s.rcpts[lines], "u99999@example.jp", RCPT_ACCEPTED, NULL, "To", lines + 2);
+	expect_rcpt(rcpt_at(&s, 1), "u0@example.jp", RCPT_ACCEPTED, NULL, "To", 3);
+	expect_rcpt(rcpt_at(&s, lines), "u99999@example.jp", RCPT_ACCEPTED, NULL, "To", lines + 2);
 	assert_string_equal(s.body, "body\n");
 	submission_free(&s);
 }
@@ -485,6 +504,127 @@ setup(void **state)
 	(void)state;
 	mime_init();
 	return 0;
+}
+
+static void
+expect_same(const struct submission *a, const struct submission *b)
+{
+	struct sub_iter i, j;
+	struct sub_rcpt x, y;
+
+	assert_int_equal(a->nrcpt, b->nrcpt);
+	assert_int_equal(a->naccepted, b->naccepted);
+	assert_string_equal(a->body, b->body);
+	sub_first(&i, a);
+	sub_first(&j, b);
+	while (sub_next(&i, &x)) {
+		assert_true(sub_next(&j, &y));
+		expect_rcpt(&y, x.raw, x.verdict, x.reason, x.source, x.line);
+		assert_true((x.addr == NULL) == (y.addr == NULL));
+		if (x.addr != NULL)
+			assert_string_equal(x.addr, y.addr);
+		assert_int_equal(x.needs_quote, y.needs_quote);
+	}
+	assert_false(sub_next(&j, &y));
+}
+
+/* A list of n records with every awkward shape, CRLF line ends: a title
+ * row, duplicates, invalid lines, blank lines, quoted fields and a
+ * quoted second column running over three lines. */
+static char *
+awkward_list_mail(size_t n, const char *cte, size_t *len)
+{
+	size_t cap = n * 80 + 1024, k;
+	char *m = malloc(cap);
+
+	assert_non_null(m);
+	k = (size_t)snprintf(m, cap, "From: a@example.jp\r\n"
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+	    "To: to1@example.jp, \"q r\"@example.jp\r\n\r\nbody\r\n"
+	    "--b\r\nContent-Type: text/csv; name=\"big.csv\"\r\n"
+	    "Content-Transfer-Encoding: %s\r\n\r\nemail,note\r\n", cte);
+	for (size_t i = 0; i < n; i++) {
+		switch (i % 7) {
+		case 0:
+			k += (size_t)snprintf(m + k, cap - k, "u%zu@Example.JP,\"a\r\nb\r\nc\"\r\n", i);
+			break;
+		case 1:
+			k += (size_t)snprintf(m + k, cap - k, "u%zu@example.jp\r\n", i - 1);
+			break;
+		case 2:
+			k += (size_t)snprintf(m + k, cap - k, "not an address %zu\r\n\r\n", i);
+			break;
+		case 3:
+			k += (size_t)snprintf(m + k, cap - k, "\"\"\"x %zu\"\"@example.jp\",x\r\n", i);
+			break;
+		case 4:
+			k += (size_t)snprintf(m + k, cap - k, " Name %zu <n%zu@example.jp> ;y\r\n", i, i);
+			break;
+		default:
+			k += (size_t)snprintf(m + k, cap - k, "v%zu@docomo.ne.jp\r\n", i % 50);
+		}
+	}
+	k += (size_t)snprintf(m + k, cap - k, "--b--\r\n");
+	*len = k;
+	return m;
+}
+
+/* How a list is cut into chunks, and whether it is decoded from the mail
+ * as it is read, never changes what is read. */
+static void
+test_chunked(void **state)
+{
+	static const size_t chunks[] = { 1, 2, 3, 5, 17, 4096 };
+	const struct {
+		const char *mail;
+		size_t len;
+	} mails[] = {
+		{ sjis_csv_mail, sizeof(sjis_csv_mail) - 1 },
+		{ bom_csv_mail, sizeof(bom_csv_mail) - 1 },
+	};
+	struct submission whole, s;
+	struct mime_msg m, lazy;
+	char err[256], merr[256];
+	size_t biglen;
+	char *big = awkward_list_mail(3000, "8bit", &biglen);
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		const char *mail = i < 2 ? mails[i].mail : big;
+		size_t len = i < 2 ? mails[i].len : biglen;
+
+		if (mime_parse(mail, len, &m, merr, sizeof(merr)) != 0 ||
+		    mime_parse_lazy(mail, len, 0, &lazy, merr, sizeof(merr)) != 0)
+			fail_msg("mime: %s", merr);
+		if (submission_parse(&m, &whole, err, sizeof(err)) != 0)
+			fail_msg("%s", err);
+		for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+			if (submission_parse_chunked(&m, chunks[c], &s, err, sizeof(err)) != 0)
+				fail_msg("chunk %zu: %s", chunks[c], err);
+			expect_same(&whole, &s);
+			submission_free(&s);
+			if (submission_parse_chunked(&lazy, chunks[c], &s, err, sizeof(err)) != 0)
+				fail_msg("lazy, chunk %zu: %s", chunks[c], err);
+			expect_same(&whole, &s);
+			submission_free(&s);
+		}
+		if (i == 2) {
+			/* 2 To; of 3000 records (i % 7), accepted: 429 u, 429
+			 * x, 428 n and the 50 distinct v of 856. */
+			assert_int_equal(whole.nrcpt, 3002);
+			assert_int_equal(whole.naccepted, 2 + 429 + 429 + 428 + 50);
+			expect_rcpt(rcpt_at(&whole, 2), "u0@Example.JP", RCPT_ACCEPTED, NULL, "big.csv", 2);
+			expect_rcpt(rcpt_at(&whole, 3), "u0@example.jp", RCPT_DUPLICATE, NULL, "big.csv", 5);
+			expect_rcpt(rcpt_at(&whole, 4), "not an address 2", RCPT_INVALID, NULL, "big.csv", 6);
+			expect_rcpt(rcpt_at(&whole, 5), "\"x 3\"@example.jp", RCPT_ACCEPTED, NULL, "big.csv", 8);
+			expect_rcpt(rcpt_at(&whole, 6), "Name 4 <n4@example.jp>", RCPT_ACCEPTED, NULL, "big.csv", 9);
+		}
+		submission_free(&whole);
+		mime_msg_free(&lazy);
+		mime_msg_free(&m);
+	}
+	free(big);
 }
 
 int
@@ -501,6 +641,7 @@ main(void)
 		cmocka_unit_test(test_bom_csv),
 		cmocka_unit_test(test_other_lists),
 		cmocka_unit_test(test_large_list),
+		cmocka_unit_test(test_chunked),
 		cmocka_unit_test(test_large_to_block),
 	};
 
