@@ -358,8 +358,10 @@ rcpt_add(struct parse *p, const char *raw, size_t len, size_t source, size_t lin
 		reason = "NUL byte in the line";
 	else if (addr_parse(raw, len, &a, &reason) == -1 && reason == NULL)
 		reason = "not an address";
+	/* Kept as a C string: up to a NUL, as a receipt would show it. */
 	if (reason != NULL)
-		return entry_put(p, RCPT_INVALID, source, (unsigned)line, reason, NULL, 0, raw, len, &pos);
+		return entry_put(p, RCPT_INVALID, source, (unsigned)line, reason, NULL, 0, raw,
+		    strnlen(raw, len), &pos);
 	n = addr_canonical(&a, canon, sizeof(canon));
 	if (n >= sizeof(canon))
 		return oom(p);

@@ -627,6 +627,31 @@ test_chunked(void **state)
 	free(big);
 }
 
+/* A NUL in a record makes it invalid, shown up to the NUL, and the
+ * records after it are read as they are. */
+static void
+test_nul_in_list(void **state)
+{
+	static const char mail[] =
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+		"--b\r\nContent-Type: text/plain\r\n\r\nSubject: s\r\n\r\nbody\r\n"
+		"--b\r\nContent-Type: text/csv; name=l.csv\r\n\r\n"
+		"a@example.jp\r\nx\0 <b@example.jp>\r\nc@example.jp\r\n"
+		"--b--\r\n";
+	struct submission s;
+	char err[256];
+
+	(void)state;
+	if (parse_mail(mail, sizeof(mail) - 1, &s, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(s.nrcpt, 3);
+	assert_int_equal(s.naccepted, 2);
+	expect_rcpt(rcpt_at(&s, 0), "a@example.jp", RCPT_ACCEPTED, NULL, "l.csv", 1);
+	expect_rcpt(rcpt_at(&s, 1), "x", RCPT_INVALID, "NUL byte in the line", "l.csv", 2);
+	expect_rcpt(rcpt_at(&s, 2), "c@example.jp", RCPT_ACCEPTED, NULL, "l.csv", 3);
+	submission_free(&s);
+}
+
 int
 main(void)
 {
@@ -642,6 +667,7 @@ main(void)
 		cmocka_unit_test(test_other_lists),
 		cmocka_unit_test(test_large_list),
 		cmocka_unit_test(test_chunked),
+		cmocka_unit_test(test_nul_in_list),
 		cmocka_unit_test(test_large_to_block),
 	};
 
