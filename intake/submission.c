@@ -933,6 +933,7 @@ struct records {
 	char *t;		/* the text not parsed yet */
 	size_t len, cap;
 	size_t retry_at;	/* parse again once len is this long */
+	bool started;		/* a piece was converted */
 	const char *charset;	/* what each piece is converted from */
 	const char *name;
 };
@@ -1025,8 +1026,9 @@ records_piece(void *arg, const char *piece, size_t n)
 	char *u;
 	int rc;
 
-	if ((u = charset_to_utf8(r->charset, piece, n, &ulen)) == NULL)
+	if ((u = charset_piece_to_utf8(r->charset, piece, n, !r->started, &ulen)) == NULL)
 		return not_text(r->p, r->name);
+	r->started = true;
 	rc = records_add(r, u, ulen);
 	free(u);
 	if (rc == 0 && r->len >= r->retry_at)
@@ -1069,16 +1071,9 @@ fits_all(struct parse *p, const struct mime_part *a, const char *name, const cha
 	return rc == -1 ? -1 : 0;
 }
 
-/* A charset whose text cannot be cut at an octet. */
-static bool
-is_wide(const char *cs)
-{
-	return strncasecmp(cs, "UTF-16", 6) == 0 || strncasecmp(cs, "UTF-32", 6) == 0 ||
-	    strncasecmp(cs, "UCS-", 4) == 0 || strncasecmp(cs, "UNICODE", 7) == 0;
-}
-
 /* The charset to read the part in: 0 and *cs (NULL: the whole part must
- * be read at once), or -1. */
+ * be read at once: UTF-16, ISO-2022-JP, anything not charset_cuttable),
+ * or -1. */
 static int
 pick_charset(struct parse *p, const struct mime_part *a, const char *name, const char **cs)
 {
@@ -1086,7 +1081,7 @@ pick_charset(struct parse *p, const struct mime_part *a, const char *name, const
 	bool fits;
 
 	*cs = NULL;
-	if (a->charset != NULL && is_wide(a->charset))
+	if (a->charset != NULL && !charset_cuttable(a->charset))
 		return 0;
 	if (a->charset != NULL) {
 		if (fits_all(p, a, name, a->charset, &fits) == -1)
@@ -1097,7 +1092,7 @@ pick_charset(struct parse *p, const struct mime_part *a, const char *name, const
 	if (each_piece(p, a, name, scan_piece, &c) == -1)
 		return -1;
 	if ((*cs = charset_guess_name(&c.g)) != NULL) {
-		if (strcmp(*cs, "UTF-16") == 0)
+		if (**cs != '\0' && !charset_cuttable(*cs))
 			*cs = NULL;
 		else if (**cs == '\0')
 			return not_text(p, name);
@@ -1109,7 +1104,8 @@ pick_charset(struct parse *p, const struct mime_part *a, const char *name, const
 	return 0;
 }
 
-/* UTF-16 (Excel's "Unicode text"): the whole part, converted at once. */
+/* UTF-16 (Excel's "Unicode text"), ISO-2022-JP and the charsets nobody
+ * writes lists in: the whole part, converted at once. */
 static int
 whole_piece(void *arg, const char *piece, size_t n)
 {

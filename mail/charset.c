@@ -428,6 +428,12 @@ copy_utf8(const char *in, size_t len, size_t *outlen)
 char *
 charset_to_utf8(const char *charset, const char *in, size_t len, size_t *outlen)
 {
+	return charset_piece_to_utf8(charset, in, len, true, outlen);
+}
+
+char *
+charset_piece_to_utf8(const char *charset, const char *in, size_t len, bool first, size_t *outlen)
+{
 	struct cs cs;
 	size_t n = 0;
 	char *out;
@@ -445,7 +451,8 @@ charset_to_utf8(const char *charset, const char *in, size_t len, size_t *outlen)
 		out = iconv_all("UTF-8", cs.name, in, len, &n);
 		break;
 	}
-	out = drop_bom(out, &n);
+	if (first)
+		out = drop_bom(out, &n);
 	if (out != NULL && outlen != NULL)
 		*outlen = n;
 	return out;
@@ -475,6 +482,13 @@ seven_bit(const char *in, size_t len)
 		if ((unsigned char)in[i] >= 0x80)
 			return false;
 	return true;
+}
+
+bool
+charset_cuttable(const char *charset)
+{
+	return in_list(charset, utf8_names) || in_list(charset, sjis_names) ||
+	    in_list(charset, eucjp_names) || strcasecmp(charset, "us-ascii") == 0;
 }
 
 void

@@ -19,6 +19,16 @@ char *charset_to_utf8(const char *charset, const char *in, size_t len, size_t *o
  * is read as CP932. NULL when nothing fits. */
 char *charset_guess_to_utf8(const char *in, size_t len, size_t *outlen);
 
+/* charset_to_utf8 for one piece of a longer text cut at line ends: a
+ * leading U+FEFF is dropped from the first piece only, as from the whole. */
+char *charset_piece_to_utf8(const char *charset, const char *in, size_t len, bool first,
+    size_t *outlen);
+
+/* Whether text in this charset converts the same cut in pieces at line
+ * ends as whole: UTF-8, Shift_JIS (CP932), EUC-JP and US-ASCII. Not
+ * ISO-2022-JP: which decoder reads it depends on every escape in it. */
+bool charset_cuttable(const char *charset);
+
 /*
  * The same guess for a list too long to hold whole: feed every piece in
  * order, each cut at a line end (no character of these charsets holds a
