@@ -987,22 +987,31 @@ records_parse(struct records *r, bool last)
 	return rc;
 }
 
-/* Appends UTF-8 text, CRLF and lone CR turned to LF. */
+/* Room for n more octets and a NUL in the text. */
 static int
-records_add(struct records *r, const char *u, size_t n)
+records_room(struct records *r, size_t n)
 {
 	size_t cap;
 	char *nt;
 
-	if (r->cap - r->len < n + 1) {
-		cap = r->cap ? r->cap : 4096;
-		while (cap - r->len < n + 1)
-			cap *= 2;
-		if ((nt = realloc(r->t, cap)) == NULL)
-			return oom(r->p);
-		r->t = nt;
-		r->cap = cap;
-	}
+	if (r->cap - r->len >= n + 1)
+		return 0;
+	cap = r->cap ? r->cap : 4096;
+	while (cap - r->len < n + 1)
+		cap *= 2;
+	if ((nt = realloc(r->t, cap)) == NULL)
+		return oom(r->p);
+	r->t = nt;
+	r->cap = cap;
+	return 0;
+}
+
+/* Appends UTF-8 text, CRLF and lone CR turned to LF. */
+static int
+records_add(struct records *r, const char *u, size_t n)
+{
+	if (records_room(r, n) == -1)
+		return -1;
 	memcpy(r->t + r->len, u, n);
 	r->len += to_lf(r->t + r->len, n);
 	return 0;
@@ -1111,16 +1120,8 @@ whole_piece(void *arg, const char *piece, size_t n)
 {
 	struct records *r = arg;
 
-	if (r->cap - r->len < n + 1) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *nt;
-		while (cap - r->len < n + 1)
-			cap *= 2;
-		if ((nt = realloc(r->t, cap)) == NULL)
-			return oom(r->p);
-		r->t = nt;
-		r->cap = cap;
-	}
+	if (records_room(r, n) == -1)
+		return -1;
 	memcpy(r->t + r->len, piece, n);
 	r->len += n;
 	return 0;
