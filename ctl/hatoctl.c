@@ -566,21 +566,6 @@ cmd_routes(const struct hato_config *cf, int argc, char **argv)
 	return EX_OK;
 }
 
-/* The stored form of an address, or -1 (said on stderr). */
-static int
-canonical_address(const char *in, char *out, size_t size)
-{
-	struct mail_addr a;
-	const char *why;
-
-	if (addr_parse(in, strlen(in), &a, &why) < 0) {
-		fprintf(stderr, "hatoctl: %s: %s\n", in, why);
-		return -1;
-	}
-	addr_canonical(&a, out, size);
-	return 0;
-}
-
 /* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
  * line break. */
 static void
@@ -658,7 +643,7 @@ suppress_add(struct store *st, const struct hato_config *cf, int argc, char **ar
 		fprintf(stderr, "hatoctl: reason '%s': use manual, unknown-user or unsubscribed\n", reason);
 		return EX_USAGE_;
 	}
-	if (canonical_address(address, addr, sizeof(addr)) < 0)
+	if (ctl_canonical_address(address, addr, sizeof(addr)) < 0)
 		return EX_NOTFOUND;
 	if (store_suppress(st, cf->node, addr, reason, &added, &cancelled) != STORE_OK)
 		return db_failed(st, "suppress add");
@@ -678,7 +663,7 @@ suppress_remove(struct store *st, int argc, char **argv)
 
 	if (argc != 2)
 		return usage();
-	if (canonical_address(argv[1], addr, sizeof(addr)) < 0)
+	if (ctl_canonical_address(argv[1], addr, sizeof(addr)) < 0)
 		return EX_NOTFOUND;
 	if (store_unsuppress(st, addr, &removed) != STORE_OK)
 		return db_failed(st, "suppress remove");
